@@ -1,0 +1,48 @@
+"""frozen-tasks: pull container images without a daemon, as doit tasks.
+
+In a dodo.py beside an images.json::
+
+    from frozen_tasks import DOIT_CONFIG, task_frozen, task_frozen_resolve  # noqa: F401
+
+then ``doit frozen`` writes the output directory that ``docker load`` accepts.
+"""
+
+from pathlib import Path
+
+from .errors import (
+    AuthError,
+    DigestMismatchError,
+    FrozenError,
+    InvalidReferenceError,
+    ManifestError,
+    RegistryError,
+    SpecError,
+)
+from .spec import FrozenConfig, ImageSpec, config_from_refs, load_images
+from .tasks import frozen_task_creators
+
+#: doit settings for a dodo.py that freezes images: the sqlite3 backend (safe for two runs at
+#: once) and ``frozen`` as the default task.
+DOIT_CONFIG = {"backend": "sqlite3", "default_tasks": ["frozen"]}
+
+_creators = frozen_task_creators(lambda: load_images(Path("images.json").resolve()))
+task_frozen_resolve = _creators["task_frozen_resolve"]
+task_frozen = _creators["task_frozen"]
+
+__all__ = [
+    "DOIT_CONFIG",
+    "AuthError",
+    "DigestMismatchError",
+    "FrozenConfig",
+    "FrozenError",
+    "ImageSpec",
+    "InvalidReferenceError",
+    "ManifestError",
+    "RegistryError",
+    "SpecError",
+    "config_from_refs",
+    "frozen_task_creators",
+    "load_images",
+    "task_frozen",
+    "task_frozen_resolve",
+]

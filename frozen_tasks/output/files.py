@@ -1,0 +1,47 @@
+"""Filesystem helpers: hard links from the cache (copies across filesystems), atomic writes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same content as ``src``: a hard link where the filesystem allows."""
+    try:
+        if os.path.samefile(src, dst):
+            return
+    except FileNotFoundError:
+        pass
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(dst)
+    try:
+        os.link(src, tmp)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+    os.replace(tmp, dst)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.read_bytes() == data:
+            return  # unchanged: keep the file (and its mtime) as it is
+    except FileNotFoundError:
+        pass
+    tmp = _temp_beside(path)
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

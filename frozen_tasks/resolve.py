@@ -1,0 +1,81 @@
+"""Reference → the manifests of one platform, stored in the cache, summed up as a record.
+
+A record is plain JSON (it is also what doit keeps): the reference and platform asked for, the
+index digest if the reference named an index, the platform manifest, the config and layer
+descriptors in order, and warnings to show.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import manifest as mf
+from .errors import ManifestError
+from .registry import RegistryClient
+from .schema1 import schema1_layers, schema1_payload
+from .spec import ImageSpec
+from .store import Store
+
+
+def resolve_image(spec: ImageSpec, client: RegistryClient, store: Store) -> dict[str, Any]:
+    """Fetch (and verify) the manifests ``spec`` names; store them; return the record."""
+    ref = spec.ref
+    what = f"image {ref.familiar()} from {ref.registry}"
+    top = client.get_manifest(ref.repository, ref.reference, what=what)
+    store.put_bytes(top.digest, top.raw)
+    index_digest = None
+    current = top
+    if top.media_type in mf.INDEX_TYPES:
+        index_digest = top.digest
+        try:
+            chosen = mf.select_platform(
+                mf.parse_json(top.raw, "index"), top.media_type, spec.platform
+            )
+        except ManifestError as exc:
+            raise ManifestError(f"{what}: {exc}") from None
+        current = client.get_manifest(ref.repository, chosen["digest"], what=what)
+        if current.media_type in mf.INDEX_TYPES:
+            raise ManifestError(
+                f"{what}: the index for {spec.platform} points at another index; "
+                "nested indexes are not supported"
+            )
+        store.put_bytes(current.digest, current.raw)
+    # For schema1 only the signed payload is covered by the digest: read nothing else.
+    signed = current.media_type in mf.SCHEMA1_TYPES
+    body = mf.parse_json(schema1_payload(current.raw) if signed else current.raw, "manifest")
+    record: dict[str, Any] = {
+        "key": spec.key,
+        "ref": str(ref),
+        "platform": str(spec.platform),
+        "index_digest": index_digest,
+        "manifest": {
+            "digest": current.digest,
+            "mediaType": current.media_type,
+            "size": len(current.raw),
+        },
+        "config": None,
+        "layers": [],
+        "warnings": [],
+    }
+    try:
+        if signed:
+            record["layers"] = [
+                {"digest": layer.digest, "mediaType": mf.DOCKER_LAYER_GZIP, "size": None}
+                for layer in schema1_layers(body)
+                if not layer.empty
+            ]
+        else:
+            descriptors = mf.children(body, current.media_type)
+            record["config"], record["layers"] = descriptors[0], descriptors[1:]
+            for layer in record["layers"]:
+                warning = mf.check_layer(layer)
+                if warning:
+                    record["warnings"].append(warning)
+    except ManifestError as exc:
+        raise ManifestError(f"{what}: {exc}") from None
+    return record
+
+
+def record_blobs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The descriptors of every blob a record needs fetched: config first, then layers."""
+    return ([record["config"]] if record["config"] else []) + record["layers"]

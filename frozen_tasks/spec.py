@@ -1,0 +1,187 @@
+"""images.json (format version 1) → a validated FrozenConfig.
+
+Every error names the file, the entry and the fix, and is raised before any network request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidReferenceError, SpecError
+from .platform import Platform, host_platform, parse_platform
+from .reference import Reference, is_loopback, parse_reference
+
+_TOP_KEYS = {"output", "platform", "images", "registries"}
+_IMAGE_KEYS = {"ref", "platform", "tags"}
+_REGISTRY_KEYS = {"insecure"}
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Per-registry settings from ``registries.<host>``."""
+
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image to freeze: what to fetch, for which platform, and the names it gets.
+
+    ``tags`` are familiar ``name:tag`` strings (``busybox:1.36``); ``key`` names its doit tasks.
+    """
+
+    ref: Reference
+    platform: Platform
+    tags: tuple[str, ...]
+    key: str
+
+
+@dataclass(frozen=True)
+class FrozenConfig:
+    """Everything one freeze needs: output directory, images, registry settings, cache root."""
+
+    output: Path
+    images: tuple[ImageSpec, ...]
+    registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
+    cache: Path = field(default_factory=lambda: default_cache())
+    source: Path | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        """Per-output bookkeeping (resolved manifests, doit state), kept out of the output."""
+        key = hashlib.sha256(str(self.output.resolve()).encode()).hexdigest()[:16]
+        return self.cache / "state" / key
+
+    def scheme(self, registry: str) -> str:
+        """``http`` for insecure and loopback registries, ``https`` otherwise."""
+        settings = self.registries.get(registry, RegistryConfig())
+        return "http" if settings.insecure or is_loopback(registry) else "https"
+
+
+def default_cache() -> Path:
+    """``$FROZEN_CACHE``, else ``$XDG_CACHE_HOME/frozen-tasks``, else ``~/.cache/frozen-tasks``."""
+    if os.environ.get("FROZEN_CACHE"):
+        return Path(os.environ["FROZEN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "frozen-tasks"
+
+
+def load_images(path: str | os.PathLike[str]) -> FrozenConfig:
+    """Read and validate an images.json file; raise SpecError naming the file and entry."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: not found; create it (see README, 'images.json')") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read it as JSON: {exc}") from None
+    return parse_config(data, source=path)
+
+
+def parse_config(data: Any, *, source: Path) -> FrozenConfig:
+    """Validate a parsed images.json document; ``source`` is its path, named in errors."""
+    where = str(source)
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: the top level must be a JSON object with an 'images' list")
+    _reject_unknown(data, _TOP_KEYS, where)
+    output = data.get("output", "frozen")
+    if not isinstance(output, str) or not output:
+        raise SpecError(f"{where}: 'output' must be a directory path string (default 'frozen')")
+    default_platform = host_platform()
+    try:
+        if "platform" in data:
+            default_platform = parse_platform(data["platform"])
+    except ValueError as exc:
+        raise SpecError(f"{where}: 'platform': {exc}") from None
+    registries = _parse_registries(data.get("registries", {}), where)
+    images = data.get("images")
+    if not isinstance(images, list):
+        raise SpecError(f"{where}: 'images' must be a list of references or objects with 'ref'")
+    specs = _parse_images(images, default_platform, where)
+    return FrozenConfig(
+        output=source.parent / output, images=specs, registries=registries, source=source
+    )
+
+
+def config_from_refs(output: str | os.PathLike[str], refs: Iterable[str]) -> FrozenConfig:
+    """The config ``frozen-download DIR ref...`` means: host platform, default tags."""
+    specs = _parse_images(list(refs), host_platform(), "<command line>")
+    return FrozenConfig(output=Path(output), images=specs)
+
+
+def _parse_registries(value: Any, where: str) -> dict[str, RegistryConfig]:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: 'registries' must be an object keyed by registry host")
+    result = {}
+    for host, settings in value.items():
+        at = f"{where}: registries[{host!r}]"
+        if not isinstance(settings, dict):
+            raise SpecError(f'{at}: must be an object such as {{"insecure": true}}')
+        _reject_unknown(settings, _REGISTRY_KEYS, at)
+        insecure = settings.get("insecure", False)
+        if not isinstance(insecure, bool):
+            raise SpecError(f"{at}: 'insecure' must be true or false")
+        result[host] = RegistryConfig(insecure=insecure)
+    return result
+
+
+def _parse_images(entries: list[Any], default: Platform, where: str) -> tuple[ImageSpec, ...]:
+    specs: list[ImageSpec] = []
+    for index, entry in enumerate(entries):
+        at = f"{where}: images[{index}]"
+        if isinstance(entry, str):
+            entry = {"ref": entry}
+        if not isinstance(entry, dict):
+            raise SpecError(f"{at}: must be a reference string or an object with 'ref'")
+        _reject_unknown(entry, _IMAGE_KEYS, at)
+        if "ref" not in entry:
+            raise SpecError(f"{at}: missing 'ref' (e.g. \"busybox:1.36@sha256:<hex>\")")
+        try:
+            ref = parse_reference(entry["ref"])
+        except InvalidReferenceError as exc:
+            raise SpecError(f"{at}: {exc}") from None
+        platform = default
+        if "platform" in entry:
+            try:
+                platform = parse_platform(entry["platform"])
+            except ValueError as exc:
+                raise SpecError(f"{at}: 'platform': {exc}") from None
+        tags = _parse_tags(entry, ref, at)
+        key = ref.familiar()
+        if "platform" in entry:
+            key += f"[{platform}]"
+        if any(s.key == key for s in specs):
+            raise SpecError(f"{at}: {key!r} is listed twice; remove one, or give each a platform")
+        specs.append(ImageSpec(ref=ref, platform=platform, tags=tags, key=key))
+    return tuple(specs)
+
+
+def _parse_tags(entry: dict[str, Any], ref: Reference, at: str) -> tuple[str, ...]:
+    if "tags" not in entry:
+        return (f"{ref.familiar_name}:{ref.tag}",) if ref.tag else ()
+    tags = entry["tags"]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise SpecError(f"{at}: 'tags' must be a list of names such as [\"app:v1\"]")
+    result = []
+    for tag in tags:
+        try:
+            parsed = parse_reference(tag)
+        except InvalidReferenceError as exc:
+            raise SpecError(f"{at}: 'tags': {exc}") from None
+        if parsed.digest:
+            raise SpecError(f"{at}: 'tags': {tag!r} has a digest; a tag only names the image")
+        result.append(f"{parsed.familiar_name}:{parsed.tag}")
+    return tuple(result)
+
+
+def _reject_unknown(obj: dict[str, Any], known: set[str], at: str) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known))
+        raise SpecError(f"{at}: unknown key {unknown[0]!r}; allowed keys: {allowed}")

@@ -1,0 +1,146 @@
+"""The content-addressed cache: ``<root>/blobs/sha256/<hex>``.
+
+A blob is written to a unique ``.partial`` file while it is hashed, checked against its digest
+and size, then renamed into place. A file at its final path is therefore always verified; the
+cache never holds a wrong blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DigestMismatchError, ManifestError
+from .reference import DIGEST
+
+CHUNK = 1 << 20  # bytes read or written at a time
+
+
+def blob_relpath(digest: str) -> str:
+    """``blobs/sha256/<hex>`` for a ``sha256:<hex>`` digest; refuses anything else."""
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+        raise ManifestError(f"refusing malformed digest {digest!r}")
+    return f"blobs/sha256/{digest[7:]}"
+
+
+def file_stat(path: str | os.PathLike[str]) -> list[int] | None:
+    """(size, mtime in ns, inode) of a file, or None when it is missing; a cheap change check."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(``sha256:``-digest, size in bytes) of a file, read in chunks."""
+    hasher = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+    return "sha256:" + hasher.hexdigest(), size
+
+
+@dataclass
+class BlobWriter:
+    """A blob being written: hashes each chunk, then ``commit`` verifies and renames it.
+
+    ``expected_size`` is in bytes (None when unknown); writing past it fails at once, so a
+    server that keeps sending is cut off.
+    """
+
+    final: Path
+    digest: str
+    expected_size: int | None
+    file: Any
+    partial: Path
+    size: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.expected_size is not None and self.size > self.expected_size:
+            raise DigestMismatchError(
+                f"blob {self.digest}: received more than the {self.expected_size} bytes announced"
+            )
+        self.hasher.update(chunk)
+        self.file.write(chunk)
+
+    def commit(self) -> Path:
+        """Verify size and digest, then atomically move the blob into place."""
+        self.file.close()
+        if self.expected_size is not None and self.size != self.expected_size:
+            raise DigestMismatchError(
+                f"blob {self.digest}: got {self.size} bytes, expected {self.expected_size}"
+            )
+        actual = "sha256:" + self.hasher.hexdigest()
+        if actual != self.digest:
+            raise DigestMismatchError(f"blob {self.digest}: content hashes to {actual}")
+        os.chmod(self.partial, 0o644)  # mkstemp's 0600 would follow the hard links into outputs
+        os.replace(self.partial, self.final)
+        return self.final
+
+    def discard(self) -> None:
+        self.file.close()
+        self.partial.unlink(missing_ok=True)
+
+
+class Store:
+    """A content-addressed blob cache rooted at ``root``, shared by every image and project."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def path(self, digest: str) -> Path:
+        """Where the blob with this ``sha256:`` digest lives (whether or not it is there)."""
+        return self.root / blob_relpath(digest)
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def open_writer(self, digest: str, size: int | None) -> BlobWriter:
+        """Start writing a blob; call ``commit()`` on success and ``discard()`` on failure."""
+        final = self.path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(
+            prefix=f".{final.name}.", suffix=".partial", dir=final.parent
+        )
+        return BlobWriter(final, digest, size, os.fdopen(fd, "wb"), Path(partial))
+
+    def write_chunks(self, digest: str, size: int | None, chunks: Iterable[bytes]) -> Path:
+        """Store a blob from an iterable of byte chunks, verified; nothing stays on failure."""
+        writer = self.open_writer(digest, size)
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.commit()
+        except BaseException:
+            writer.discard()
+            raise
+
+    def put_bytes(self, digest: str, data: bytes) -> Path:
+        """Store small content (manifests, configs) held in memory, verified."""
+        path = self.path(digest)
+        if path.is_file():
+            return path
+        return self.write_chunks(digest, len(data), [data])
+
+    def read_bytes(self, digest: str) -> bytes:
+        return self.path(digest).read_bytes()
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash a stored blob; remove it and return False if it is not what its name says."""
+        path = self.path(digest)
+        if not path.is_file():
+            return False
+        if sha256_file(path)[0] == digest:
+            return True
+        path.unlink()
+        return False

@@ -1,0 +1,278 @@
+"""The doit graph. Task dicts only; the work is in the modules they call.
+
+``<basename>_resolve:<image>``  reference → manifests in the cache → a record (per image)
+``<basename>:blob/<hex>``       one config or layer blob into the cache, verified (per blob)
+``<basename>:image/<image>``    one image's files in the output directory (per image)
+``<basename>:output``           manifest.json, repositories, index.json, oci-layout
+
+The blob and image tasks depend on what the manifests say, so ``<basename>`` is created by a
+delayed creator that runs once every resolve task has run (doit's ``create_after``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from doit import create_after
+from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.tools import config_changed
+
+from .errors import FrozenError
+from .output import assemble_image, write_output
+from .output.files import write_atomic
+from .output.layout import TOP_FILES
+from .reference import parse_reference
+from .registry import RegistryPool
+from .resolve import record_blobs, resolve_image
+from .spec import FrozenConfig, ImageSpec
+from .store import Store, file_stat
+
+TaskDict = dict[str, Any]
+
+
+def _failing_clearly(action: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into doit task failures with the message alone, not a traceback."""
+
+    @wraps(action)
+    def run(*args: Any) -> Any:
+        try:
+            return action(*args)
+        except FrozenError as exc:
+            return TaskFailed(str(exc))
+
+    return run
+
+
+class Freezer:
+    """What the tasks of one config share: the config, the cache, the registry clients."""
+
+    def __init__(self, config: FrozenConfig) -> None:
+        self.config = config
+        self.store = Store(config.cache)
+        self.pool = RegistryPool(config.scheme)
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _state(self, kind: str, spec: ImageSpec) -> Path:
+        digest = hashlib.sha256(f"{spec.key}".encode()).hexdigest()[:24]
+        return self.config.state_dir / kind / f"{digest}.json"
+
+    def record_path(self, spec: ImageSpec) -> Path:
+        return self._state("resolved", spec)
+
+    def stamp_path(self, spec: ImageSpec) -> Path:
+        return self._state("images", spec)
+
+    def read_record(self, spec: ImageSpec) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.record_path(spec).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    # -- actions -------------------------------------------------------------------------
+
+    def resolve(self, spec: ImageSpec) -> None:
+        client = self.pool.client(spec.ref.registry, spec.ref.api_host)
+        record = resolve_image(spec, client, self.store)
+        write_atomic(self.record_path(spec), json.dumps(record, indent=1).encode())
+
+    def fetch_blob(self, digest: str, size: int | None, sources: list[str]) -> dict[str, Any]:
+        """Make sure the cache holds the verified blob; return its stat for the up-to-date check."""
+        if not self.store.verify(digest):
+            errors = []
+            for source in sources:
+                ref = parse_reference(source)
+                client = self.pool.client(ref.registry, ref.api_host)
+                try:
+                    client.fetch_blob(
+                        ref.repository,
+                        digest,
+                        size,
+                        self.store,
+                        what=f"image {ref.familiar()}, blob {digest}",
+                    )
+                    break
+                except FrozenError as exc:
+                    errors.append(str(exc))
+            else:
+                raise FrozenError("; ".join(errors))
+        return {"stat": file_stat(self.store.path(digest))}
+
+    def assemble(self, spec: ImageSpec) -> None:
+        record = self.read_record(spec)
+        if record is None:
+            raise FrozenError(
+                f"image {spec.key}: its resolve task has not run; run the whole 'frozen' task"
+            )
+        stamp = assemble_image(self.config.output, record, list(spec.tags), self.store)
+        for warning in stamp["warnings"]:
+            self.warn(f"image {spec.key}: {warning}")
+        write_atomic(self.stamp_path(spec), json.dumps(stamp, indent=1).encode())
+
+    def write_output(self, specs: list[ImageSpec]) -> None:
+        stamps = [json.loads(self.stamp_path(spec).read_text()) for spec in specs]
+        self.config.output.mkdir(parents=True, exist_ok=True)
+        write_output(self.config.output, stamps)
+
+    def warn(self, message: str) -> None:
+        # doit captures stdout per task and its capture is not thread-safe: use the real stderr.
+        with self._lock:
+            if message not in self._warned:
+                self._warned.add(message)
+                print(f"warning: {message}", file=sys.__stderr__, flush=True)
+
+    def clean_output(self) -> None:
+        shutil.rmtree(self.config.output, ignore_errors=True)
+        shutil.rmtree(self.config.state_dir / "images", ignore_errors=True)
+
+
+# -- up-to-date checkers -----------------------------------------------------------------
+
+
+class RecordCurrent:
+    """Up to date when the image is pinned by digest, its record exists for the same reference
+    and platform, and the manifests it names are still in the cache. A tag is re-resolved."""
+
+    def __init__(self, freezer: Freezer, spec: ImageSpec) -> None:
+        self.freezer, self.spec = freezer, spec
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        if not self.spec.ref.digest:
+            return False
+        record = self.freezer.read_record(self.spec)
+        if not record or record["ref"] != str(self.spec.ref):
+            return False
+        if record["platform"] != str(self.spec.platform):
+            return False
+        wanted = [record["manifest"]["digest"], record["index_digest"]]
+        return all(self.freezer.store.has(d) for d in wanted if d)
+
+
+def _stat_unchanged(task: Any, values: dict[str, Any]) -> bool:
+    """A blob is up to date while its cache file has the (size, mtime, inode) recorded when it
+    was verified; it is never re-hashed otherwise."""
+    return bool(values.get("stat")) and values["stat"] == file_stat(task.targets[0])
+
+
+class OutputIntact:
+    """Up to date while every file the image wrote has the stat recorded in its stamp."""
+
+    def __init__(self, freezer: Freezer, spec: ImageSpec) -> None:
+        self.freezer, self.spec = freezer, spec
+
+    def __call__(self, task: Any, values: dict[str, Any]) -> bool:
+        try:
+            stamp = json.loads(self.freezer.stamp_path(self.spec).read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        out = self.freezer.config.output
+        return all(file_stat(out / rel) == stat for rel, stat in stamp["files"].items())
+
+
+# -- creators ------------------------------------------------------------------------------
+
+
+def frozen_task_creators(
+    load: Callable[[], FrozenConfig], basename: str = "frozen"
+) -> dict[str, Callable[[], Iterator[TaskDict]]]:
+    """doit task creators for the images ``load()`` returns, named after ``basename``.
+
+    Put the result in a dodo.py's namespace (``globals().update(...)``); ``doit <basename>``
+    then freezes the images. ``load`` is called once, on first use, so ``doit list`` and
+    ``doit help`` do not read images.json eagerly; a SpecError becomes doit's clean error.
+    """
+    state: dict[str, Freezer] = {}
+
+    def freezer() -> Freezer:
+        if "freezer" not in state:
+            try:
+                state["freezer"] = Freezer(load())
+            except FrozenError as exc:
+                raise InvalidDodoFile(str(exc)) from None
+        return state["freezer"]
+
+    def resolve_tasks() -> Iterator[TaskDict]:
+        """Resolve each image's reference to its platform manifest (network for tags only)."""
+        fz = freezer()
+        yield {
+            "basename": f"{basename}_resolve",
+            "name": None,
+            "doc": "resolve image references to manifests",
+        }
+        for spec in fz.config.images:
+            yield {
+                "basename": f"{basename}_resolve",
+                "name": spec.key,
+                "doc": f"resolve {spec.ref} for {spec.platform}",
+                "actions": [(_failing_clearly(fz.resolve), [spec])],
+                "targets": [str(fz.record_path(spec))],
+                "uptodate": [RecordCurrent(fz, spec)],
+                "clean": True,
+            }
+
+    @create_after(executed=f"{basename}_resolve")
+    def freeze_tasks() -> Iterator[TaskDict]:
+        """Fetch blobs, assemble images, write the output directory."""
+        fz = freezer()
+        specs, blobs = [], {}
+        for spec in fz.config.images:
+            record = fz.read_record(spec)
+            if record is None:
+                continue  # not resolved yet (e.g. `doit list` before a first run)
+            specs.append((spec, record))
+            for desc in record_blobs(record):
+                entry = blobs.setdefault(desc["digest"], {"size": desc.get("size"), "sources": []})
+                if record["ref"] not in entry["sources"]:
+                    entry["sources"].append(record["ref"])
+        yield {
+            "basename": basename,
+            "name": None,
+            "doc": f"freeze the images into {fz.config.output}",
+        }
+        for digest, entry in blobs.items():
+            yield {
+                "basename": basename,
+                "name": f"blob/{digest[7:]}",
+                "doc": f"fetch {digest} into the cache",
+                "actions": [
+                    (_failing_clearly(fz.fetch_blob), [digest, entry["size"], entry["sources"]])
+                ],
+                "targets": [str(fz.store.path(digest))],
+                "uptodate": [_stat_unchanged],
+            }
+        for spec, record in specs:
+            yield {
+                "basename": basename,
+                "name": f"image/{spec.key}",
+                "doc": f"write {spec.key} into {fz.config.output}",
+                "actions": [(_failing_clearly(fz.assemble), [spec])],
+                "file_dep": [str(fz.record_path(spec))],
+                "task_dep": [f"{basename}:blob/{d['digest'][7:]}" for d in record_blobs(record)],
+                "targets": [str(fz.stamp_path(spec))],
+                "uptodate": [
+                    config_changed({"tags": list(spec.tags), "output": str(fz.config.output)}),
+                    OutputIntact(fz, spec),
+                ],
+            }
+        done = [spec for spec, _ in specs]
+        yield {
+            "basename": basename,
+            "name": "output",
+            "doc": "write manifest.json, repositories, index.json, oci-layout",
+            "actions": [(_failing_clearly(fz.write_output), [done])],
+            "file_dep": [str(fz.stamp_path(spec)) for spec in done],
+            "task_dep": [f"{basename}:image/{spec.key}" for spec in done],
+            "targets": [str(fz.config.output / name) for name in TOP_FILES],
+            "uptodate": [config_changed({"images": [spec.key for spec in done]})],
+            "clean": [fz.clean_output],
+        }
+
+    return {f"task_{basename}_resolve": resolve_tasks, f"task_{basename}": freeze_tasks}
