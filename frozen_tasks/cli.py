@@ -14,7 +14,7 @@ from .tasks import frozen_task_creators
 
 USAGE = """\
 usage: frozen-download dir image[:tag][@digest] ...
-       frozen-download /tmp/frozen busybox:latest@sha256:95cf004f559831017cdf4628aaf1bb30133677be8702a8c5f2994629f637a209
+       frozen-download /tmp/frozen busybox:latest hello-world:latest@sha256:<64 hex>
 
 Pulls each image (without a Docker daemon) into dir, in the format 'docker load' reads
 (manifest.json, repositories, legacy layer directories) plus an OCI image layout.

@@ -127,7 +127,7 @@ def assemble_image(out: Path, record: dict[str, Any], tags: list[str], store: St
         link_or_copy(src, out / rel)
     ids = legacy_layer_ids(layers)
     parent = None
-    for layer_id, digest in zip(ids, layers):
+    for layer_id, digest in zip(ids, layers, strict=True):
         legacy = {"id": layer_id, **({"parent": parent} if parent else {}), **_LEGACY_LAYER_JSON}
         write_atomic(out / layer_id / "VERSION", b"1.0")
         write_atomic(out / layer_id / "json", json.dumps(legacy).encode())

@@ -104,7 +104,7 @@ class Authenticator:
         return {}
 
     def answer(self, response: requests.Response, scope: str, session: requests.Session) -> bool:
-        """React to a 401: fetch a token or switch to Basic. False when nothing more can be tried."""
+        """React to a 401: fetch a token or switch to Basic; False when nothing more can help."""
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if challenge is None:
             return False
