@@ -11,8 +11,8 @@ from typing import Any
 
 from . import manifest as mf
 from .errors import ManifestError
-from .registry import RegistryClient
-from .schema1 import schema1_layers, schema1_payload
+from .registry import Fetched, RegistryClient
+from .schema1 import schema1_layers
 from .spec import ImageSpec
 from .store import Store
 
@@ -21,8 +21,7 @@ def resolve_image(spec: ImageSpec, client: RegistryClient, store: Store) -> dict
     """Fetch (and verify) the manifests ``spec`` names; store them; return the record."""
     ref = spec.ref
     what = f"image {ref.familiar()} from {ref.registry}"
-    top = client.get_manifest(ref.repository, ref.reference, what=what)
-    store.put_bytes(top.digest, top.raw)
+    top = _manifest(client, store, ref.repository, ref.reference, what)
     index_digest = None
     current = top
     if top.media_type in mf.INDEX_TYPES:
@@ -33,16 +32,15 @@ def resolve_image(spec: ImageSpec, client: RegistryClient, store: Store) -> dict
             )
         except ManifestError as exc:
             raise ManifestError(f"{what}: {exc}") from None
-        current = client.get_manifest(ref.repository, chosen["digest"], what=what)
+        current = _manifest(client, store, ref.repository, chosen["digest"], what)
         if current.media_type in mf.INDEX_TYPES:
             raise ManifestError(
                 f"{what}: the index for {spec.platform} points at another index; "
                 "nested indexes are not supported"
             )
-        store.put_bytes(current.digest, current.raw)
     # For schema1 only the signed payload is covered by the digest: read nothing else.
     signed = current.media_type in mf.SCHEMA1_TYPES
-    body = mf.parse_json(schema1_payload(current.raw) if signed else current.raw, "manifest")
+    body = mf.parse_json(current.content, "manifest")
     record: dict[str, Any] = {
         "key": spec.key,
         "ref": str(ref),
@@ -51,7 +49,7 @@ def resolve_image(spec: ImageSpec, client: RegistryClient, store: Store) -> dict
         "manifest": {
             "digest": current.digest,
             "mediaType": current.media_type,
-            "size": len(current.raw),
+            "size": len(current.content),
         },
         "config": None,
         "layers": [],
@@ -74,6 +72,19 @@ def resolve_image(spec: ImageSpec, client: RegistryClient, store: Store) -> dict
     except ManifestError as exc:
         raise ManifestError(f"{what}: {exc}") from None
     return record
+
+
+def _manifest(
+    client: RegistryClient, store: Store, repo: str, reference: str, what: str
+) -> Fetched:
+    """A manifest by tag from the registry; by digest from the cache when it is there (a file
+    in the cache is verified content), else from the registry, then kept in the cache."""
+    if reference.startswith("sha256:") and store.has(reference):
+        content = store.read_bytes(reference)
+        return Fetched(content, mf.media_type_of(content, None), reference)
+    fetched = client.get_manifest(repo, reference, what=what)
+    store.put_bytes(fetched.digest, fetched.content)
+    return fetched
 
 
 def record_blobs(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import requests
 
 from .. import manifest as mf
 from ..errors import AuthError, DigestMismatchError, RegistryError
-from ..schema1 import schema1_digest
+from ..schema1 import schema1_digest, schema1_payload
 from ..store import CHUNK, Store
 from .auth import Authenticator, load_credentials
 
@@ -31,6 +31,11 @@ class Fetched:
     raw: bytes
     media_type: str
     digest: str
+
+    @property
+    def content(self) -> bytes:
+        """The bytes the digest covers: all of them, but a signed schema1's payload only."""
+        return schema1_payload(self.raw) if self.media_type in mf.SCHEMA1_TYPES else self.raw
 
 
 class RegistryClient:
@@ -63,11 +68,15 @@ class RegistryClient:
                 response = self._send(method, url, scope, headers)
             except requests.RequestException as exc:
                 if attempt == ATTEMPTS:
+                    hint = "Check the network and the registry address."
+                    if isinstance(exc, requests.exceptions.SSLError):
+                        hint = (
+                            f'If {self.registry} serves plain HTTP, set "registries": '
+                            f'{{"{self.registry}": {{"insecure": true}}}} in images.json.'
+                        )
                     raise RegistryError(
-                        f"{what}: cannot reach registry {self.registry} at {self.base_url} "
-                        f"({type(exc).__name__}: {exc}). Check the network, the registry "
-                        "address, and for a plain-HTTP registry set "
-                        f'"registries": {{"{self.registry}": {{"insecure": true}}}}.'
+                        f"{what}: cannot reach registry {self.registry} at {self.base_url}: "
+                        f"{_reason(exc)}. {hint}"
                     ) from None
             else:
                 if response.status_code not in _RETRY_STATUS or attempt == ATTEMPTS:
@@ -171,6 +180,17 @@ def _chunks(response: requests.Response, progress: Callable[[int], None] | None)
         if progress:
             progress(len(chunk))
         yield chunk
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests error (urllib3 wraps it twice)."""
+    while True:
+        inner = getattr(exc, "reason", None)
+        if inner is None and exc.args and isinstance(exc.args[0], BaseException):
+            inner = exc.args[0]
+        if not isinstance(inner, BaseException) or inner is exc:
+            return str(exc)
+        exc = inner
 
 
 def _read_capped(response: requests.Response, limit: int, what: str) -> bytes:
