@@ -22,8 +22,14 @@ from .spec import FrozenConfig, ImageSpec, config_from_refs, load_images
 from .tasks import frozen_task_creators
 
 #: doit settings for a dodo.py that freezes images: the sqlite3 backend (safe for two runs at
-#: once) and ``frozen`` as the default task.
-DOIT_CONFIG = {"backend": "sqlite3", "default_tasks": ["frozen"]}
+#: once), ``frozen`` as the default task, and blobs fetched four at a time (threads: the work
+#: is network and disk, and doit's process mode cannot run delayed task creators).
+DOIT_CONFIG = {
+    "backend": "sqlite3",
+    "default_tasks": ["frozen"],
+    "num_process": 4,
+    "par_type": "thread",
+}
 
 _creators = frozen_task_creators(lambda: load_images(Path("images.json").resolve()))
 task_frozen_resolve = _creators["task_frozen_resolve"]

@@ -8,6 +8,7 @@ import sys
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
+from . import DOIT_CONFIG
 from .errors import SpecError
 from .spec import config_from_refs
 from .tasks import frozen_task_creators
@@ -40,13 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     config.state_dir.mkdir(parents=True, exist_ok=True)
     namespace = {
         **frozen_task_creators(lambda: config),
-        "DOIT_CONFIG": {
-            "backend": "sqlite3",
-            "dep_file": str(config.state_dir / "doit.db"),
-            "default_tasks": ["frozen"],
-        },
+        "DOIT_CONFIG": {**DOIT_CONFIG, "dep_file": str(config.state_dir / "doit.db")},
     }
-    code = DoitMain(ModuleTaskLoader(namespace)).run(["frozen"])
+    stdout, stderr = sys.stdout, sys.stderr
+    try:
+        code = DoitMain(ModuleTaskLoader(namespace)).run(["frozen"])
+    finally:
+        # doit's per-action capture swaps sys.stdout/stderr without a lock: with thread
+        # workers one capture can be left installed, swallowing the hint printed below.
+        sys.stdout, sys.stderr = stdout, stderr
     if code == 0:
         print(f"Download of images into '{directory}' complete.")
         print("Use something like the following to load the result into a Docker daemon:")

@@ -84,7 +84,15 @@ class BlobWriter:
         if actual != self.digest:
             raise DigestMismatchError(f"blob {self.digest}: content hashes to {actual}")
         os.chmod(self.partial, 0o644)  # mkstemp's 0600 would follow the hard links into outputs
-        os.replace(self.partial, self.final)
+        # First writer wins: a blob already in place is verified content and keeps its inode,
+        # so links made to it (and stats recorded of it) stay valid.
+        try:
+            os.link(self.partial, self.final)
+        except FileExistsError:
+            pass
+        except OSError:
+            os.replace(self.partial, self.final)
+        self.partial.unlink(missing_ok=True)
         return self.final
 
     def discard(self) -> None:

@@ -17,7 +17,7 @@ from .. import manifest as mf
 from ..reference import parse_reference
 from ..schema1 import schema1_config, schema1_payload
 from ..store import CHUNK, Store, blob_relpath, file_stat
-from .files import link_or_copy, write_atomic
+from .files import link_or_copy
 
 # The seed's JSON for layers that are not the image itself, taken from docker save output.
 _LEGACY_LAYER_JSON = {
@@ -116,26 +116,34 @@ def _oci_manifest(record: dict[str, Any], store: Store) -> tuple[dict[str, Any],
     return {"mediaType": mf.OCI_MANIFEST, "digest": digest, "size": len(raw)}, config
 
 
+def _stored(store: Store, data: bytes) -> str:
+    """Put small generated content in the cache; return its digest."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    store.put_bytes(digest, data)
+    return digest
+
+
 def assemble_image(out: Path, record: dict[str, Any], tags: list[str], store: Store) -> dict:
     """Link one image's blobs into ``out`` and write its legacy directories; return its stamp."""
     descriptor, config = _oci_manifest(record, store)
     layers = [layer["digest"] for layer in record["layers"]]
-    files: dict[str, Path] = {}
+    # Every file is a hard link to a cache file, the small legacy ones included (stored by
+    # their digest): images sharing a legacy directory then link the very same inode, and the
+    # stats recorded in each image's stamp stay true whichever image linked last.
+    files: dict[str, str] = {}
     for digest in [descriptor["digest"], config["digest"], *layers]:
-        files[blob_relpath(digest)] = store.path(digest)
-    for rel, src in files.items():
-        link_or_copy(src, out / rel)
+        files[blob_relpath(digest)] = digest
     ids = legacy_layer_ids(layers)
+    version = _stored(store, b"1.0")
     parent = None
     for layer_id, digest in zip(ids, layers, strict=True):
         legacy = {"id": layer_id, **({"parent": parent} if parent else {}), **_LEGACY_LAYER_JSON}
-        write_atomic(out / layer_id / "VERSION", b"1.0")
-        write_atomic(out / layer_id / "json", json.dumps(legacy).encode())
-        link_or_copy(store.path(digest), out / layer_id / "layer.tar")
-        files[f"{layer_id}/VERSION"] = out / layer_id / "VERSION"
-        files[f"{layer_id}/json"] = out / layer_id / "json"
-        files[f"{layer_id}/layer.tar"] = out / layer_id / "layer.tar"
+        files[f"{layer_id}/VERSION"] = version
+        files[f"{layer_id}/json"] = _stored(store, json.dumps(legacy).encode())
+        files[f"{layer_id}/layer.tar"] = digest
         parent = layer_id
+    for rel, digest in files.items():
+        link_or_copy(store.path(digest), out / rel)
     ref = parse_reference(record["ref"])
     repositories: dict[str, dict[str, str]] = {}
     index = []
