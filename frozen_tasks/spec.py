@@ -158,6 +158,13 @@ def _parse_images(entries: list[Any], default: Platform, where: str) -> tuple[Im
             key += f"[{platform}]"
         if any(s.key == key for s in specs):
             raise SpecError(f"{at}: {key!r} is listed twice; remove one, or give each a platform")
+        for tag in tags:
+            other = next((i for i, s in enumerate(specs) if tag in s.tags), None)
+            if other is not None:
+                raise SpecError(
+                    f"{at}: the name {tag!r} is already given to images[{other}]; one name can "
+                    "load only one image, so set \"tags\" to tell them apart"
+                )
         specs.append(ImageSpec(ref=ref, platform=platform, tags=tags, key=key))
     return tuple(specs)
 

@@ -62,7 +62,7 @@ def test_objects_with_platform_and_tags(tmp_path: Path) -> None:
             "busybox:1.36",
             {"ref": f"localhost:5000/team/app:v1@{D}", "platform": "linux/arm/v7",
              "tags": ["app:v1", "docker.io/library/app:frozen", "example.com/x/app"]},
-            {"ref": "busybox:1.36", "platform": "linux/amd64"},
+            {"ref": "busybox:1.36", "platform": "linux/amd64", "tags": ["busybox:1.36-amd64"]},
             {"ref": "busybox:glibc", "tags": []},
         ],
         "registries": {"localhost:5000": {"insecure": False},
@@ -81,7 +81,7 @@ def test_objects_with_platform_and_tags(tmp_path: Path) -> None:
     assert app.key == f"localhost:5000/team/app:v1@{D}[linux/arm/v7]"
     assert amd.platform == Platform("linux", "amd64")
     assert amd.key == "busybox:1.36[linux/amd64]", "same reference, other platform: no clash"
-    assert amd.tags == ("busybox:1.36",)
+    assert amd.tags == ("busybox:1.36-amd64",)
     assert glibc.tags == ()
     assert config.registries == {
         "localhost:5000": RegistryConfig(insecure=False),
@@ -228,3 +228,17 @@ def test_doit_reports_invalid_images_json_before_any_request(
     assert registry.request_log() == before, "nothing was asked of the registry"
     assert not project.cache.exists(), "nor was anything written to the cache"
     assert not (tmp_path / "frozen").exists()
+
+
+def test_one_name_for_two_images_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "images.json"
+    path.write_text(json.dumps({"images": [
+        {"ref": "hello-world:latest", "platform": "linux/amd64"},
+        {"ref": "hello-world:latest", "platform": "linux/arm64"},
+    ]}))
+    with pytest.raises(SpecError) as caught:
+        load_images(path)
+    message = str(caught.value)
+    assert str(path) in message and "images[1]" in message
+    assert "'hello-world:latest' is already given to images[0]" in message
+    assert '"tags"' in message
