@@ -109,6 +109,7 @@ def test_the_repositorys_images_json() -> None:
     ]
     platforms = {spec.tags[0]: str(spec.platform) for spec in config.images}
     assert platforms.pop("arm32v7/hello-world:latest") == "linux/arm/v7"
+    assert platforms.pop("hello-world:arm64") == "linux/arm64"
     assert set(platforms.values()) == {"linux/amd64"}
     assert len({spec.key for spec in config.images}) == 7
 
