@@ -23,12 +23,15 @@ from .tasks import frozen_task_creators
 
 #: doit settings for a dodo.py that freezes images: the sqlite3 backend (safe for two runs at
 #: once), ``frozen`` as the default task, and blobs fetched four at a time (threads: the work
-#: is network and disk, and doit's process mode cannot run delayed task creators).
+#: is network and disk, and doit's process mode cannot run delayed task creators). Verbosity 2
+#: turns off doit's per-action capture of stdout/stderr, which swaps ``sys.stdout`` without a
+#: lock and, under threads, can leave a capture installed; our actions print nothing anyway.
 DOIT_CONFIG = {
     "backend": "sqlite3",
     "default_tasks": ["frozen"],
     "num_process": 4,
     "par_type": "thread",
+    "verbosity": 2,
 }
 
 _creators = frozen_task_creators(lambda: load_images(Path("images.json").resolve()))

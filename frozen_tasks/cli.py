@@ -43,13 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         **frozen_task_creators(lambda: config),
         "DOIT_CONFIG": {**DOIT_CONFIG, "dep_file": str(config.state_dir / "doit.db")},
     }
-    stdout, stderr = sys.stdout, sys.stderr
-    try:
-        code = DoitMain(ModuleTaskLoader(namespace)).run(["frozen"])
-    finally:
-        # doit's per-action capture swaps sys.stdout/stderr without a lock: with thread
-        # workers one capture can be left installed, swallowing the hint printed below.
-        sys.stdout, sys.stderr = stdout, stderr
+    code = DoitMain(ModuleTaskLoader(namespace)).run(["frozen"])
     if code == 0:
         print(f"Download of images into '{directory}' complete.")
         print("Use something like the following to load the result into a Docker daemon:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -31,6 +32,10 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
         os.chmod(tmp, 0o644)
     os.replace(tmp, dst)
+    # If another thread linked dst to the same inode meanwhile, rename() did nothing (POSIX:
+    # both names are links to one file) and tmp is still there.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

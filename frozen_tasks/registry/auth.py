@@ -91,6 +91,7 @@ class Authenticator:
         self.credentials = credentials
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._fetching: dict[str, threading.Lock] = {}  # one token fetch per scope at a time
         self._basic = False
 
     def header(self, scope: str) -> dict[str, str]:
@@ -108,18 +109,29 @@ class Authenticator:
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if challenge is None:
             return False
+        # What the refused request carried: requests sent concurrently are refused together,
+        # and only the first answer may fetch; the others retry with what it got.
+        sent = response.request.headers.get("Authorization")
         if challenge.scheme == "basic":
-            if not self.credentials or self._basic:
+            if not self.credentials:
                 return False
             with self._lock:
+                if self._basic and sent == _basic(self.credentials):
+                    return False  # the credentials themselves were refused
                 self._basic = True
             return True
         if challenge.scheme != "bearer" or "realm" not in challenge.params:
             return False
-        token, lifetime = self._fetch_token(challenge, scope, session)
         with self._lock:
-            # Renew a little early so a token never expires between header() and the request.
-            self._tokens[scope] = (token, time.monotonic() + max(lifetime - 10, 1))
+            scope_lock = self._fetching.setdefault(scope, threading.Lock())
+        with scope_lock:
+            fresh = self.header(scope).get("Authorization")
+            if fresh and fresh != sent:
+                return True  # another thread fetched a token for this scope meanwhile
+            token, lifetime = self._fetch_token(challenge, scope, session)
+            with self._lock:
+                # Renew a little early so a token never expires between header() and the request.
+                self._tokens[scope] = (token, time.monotonic() + max(lifetime - 10, 1))
         return True
 
     def _fetch_token(
