@@ -17,11 +17,16 @@ from .spec import ImageSpec
 from .store import Store
 
 
-def resolve_image(spec: ImageSpec, client: RegistryClient, store: Store) -> dict[str, Any]:
-    """Fetch (and verify) the manifests ``spec`` names; store them; return the record."""
+def resolve_image(
+    spec: ImageSpec, client: RegistryClient, store: Store, digest: str | None = None
+) -> dict[str, Any]:
+    """Fetch (and verify) the manifests ``spec`` names; store them; return the record.
+
+    ``digest`` (``sha256:``…) is fetched instead of the tag when given: the pin or the lock's.
+    """
     ref = spec.ref
     what = f"image {ref.familiar()} from {ref.registry}"
-    top = _manifest(client, store, ref.repository, ref.reference, what)
+    top = _manifest(client, store, ref.repository, digest or ref.reference, what)
     index_digest = None
     current = top
     if top.media_type in mf.INDEX_TYPES:
@@ -45,6 +50,7 @@ def resolve_image(spec: ImageSpec, client: RegistryClient, store: Store) -> dict
         "key": spec.key,
         "ref": str(ref),
         "platform": str(spec.platform),
+        "top": top.digest,
         "index_digest": index_digest,
         "manifest": {
             "digest": current.digest,

@@ -163,7 +163,7 @@ def _parse_images(entries: list[Any], default: Platform, where: str) -> tuple[Im
             if other is not None:
                 raise SpecError(
                     f"{at}: the name {tag!r} is already given to images[{other}]; one name can "
-                    "load only one image, so set \"tags\" to tell them apart"
+                    'load only one image, so set "tags" to tell them apart'
                 )
         specs.append(ImageSpec(ref=ref, platform=platform, tags=tags, key=key))
     return tuple(specs)

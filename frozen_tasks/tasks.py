@@ -4,6 +4,8 @@
 ``<basename>:blob/<hex>``       one config or layer blob into the cache, verified (per blob)
 ``<basename>:image/<image>``    one image's files in the output directory (per image)
 ``<basename>:output``           manifest.json, repositories, index.json, oci-layout
+``<basename>:lock``             images.lock.json from the records (dodo flow only)
+``<basename>_lock``             re-resolve every tag, rewrite the lock, say what moved
 
 The blob and image tasks depend on what the manifests say, so ``<basename>`` is created by a
 delayed creator that runs once every resolve task has run (doit's ``create_after``).
@@ -26,6 +28,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.tools import config_changed
 
 from .errors import FrozenError
+from .lock import lock_entry, lock_path, locked_digest, read_lock, write_lock
 from .output import assemble_image, write_output
 from .output.files import write_atomic
 from .output.layout import TOP_FILES
@@ -56,6 +59,8 @@ class Freezer:
 
     def __init__(self, config: FrozenConfig) -> None:
         self.config = config
+        self.lock_file = lock_path(config.source) if config.source else None
+        self.lock = read_lock(self.lock_file) if self.lock_file else {}
         self.store = Store(config.cache)
         self.pool = RegistryPool(config.scheme)
         self._warned: set[str] = set()
@@ -79,10 +84,36 @@ class Freezer:
 
     # -- actions -------------------------------------------------------------------------
 
-    def resolve(self, spec: ImageSpec) -> None:
+    def resolve(self, spec: ImageSpec, digest: str | None) -> dict[str, Any]:
+        """Resolve one image (by ``digest`` when given, else by tag) and save its record."""
         client = self.pool.client(spec.ref.registry, spec.ref.api_host)
-        record = resolve_image(spec, client, self.store)
+        record = resolve_image(spec, client, self.store, digest)
         write_atomic(self.record_path(spec), json.dumps(record, indent=1).encode())
+        return record
+
+    def resolve_locked(self, spec: ImageSpec) -> None:
+        self.resolve(spec, locked_digest(self.lock, spec))
+
+    def write_lock(self, specs: list[ImageSpec]) -> None:
+        assert self.lock_file is not None
+        write_lock(self.lock_file, [self.read_record(spec) for spec in specs])
+
+    def relock(self) -> None:
+        """Resolve every tag again, rewrite the lock, and print what moved."""
+        assert self.lock_file is not None
+        records, moved = [], 0
+        for spec in self.config.images:
+            record = self.resolve(spec, spec.ref.digest)
+            records.append(record)
+            old = self.lock.get(spec.key)
+            new = lock_entry(record)
+            if old is None:
+                print(f"locked  {spec.key}: {new['top']}")
+            elif old != new:
+                moved += 1
+                print(f"moved   {spec.key}: {old['top']} -> {new['top']}")
+        write_lock(self.lock_file, records)
+        print(f"{self.lock_file}: {len(records)} images, {moved} moved")
 
     def fetch_blob(self, digest: str, size: int | None, sources: list[str]) -> dict[str, Any]:
         """Make sure the cache holds the verified blob; return its stat for the up-to-date check."""
@@ -138,17 +169,19 @@ class Freezer:
 
 
 class RecordCurrent:
-    """Up to date when the image is pinned by digest, its record exists for the same reference
-    and platform, and the manifests it names are still in the cache. A tag is re-resolved."""
+    """Up to date when the image is pinned (by its reference or by the lock), its record was
+    resolved from that digest for the same reference and platform, and the manifests it names
+    are still in the cache. A tag that is neither pinned nor locked is resolved again."""
 
     def __init__(self, freezer: Freezer, spec: ImageSpec) -> None:
         self.freezer, self.spec = freezer, spec
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
-        if not self.spec.ref.digest:
-            return False
+        want = locked_digest(self.freezer.lock, self.spec)
         record = self.freezer.read_record(self.spec)
-        if not record or record["ref"] != str(self.spec.ref):
+        if not want or not record or record.get("top") != want:
+            return False
+        if record["ref"] != str(self.spec.ref):
             return False
         if record["platform"] != str(self.spec.platform):
             return False
@@ -212,10 +245,17 @@ def frozen_task_creators(
                 "basename": f"{basename}_resolve",
                 "name": spec.key,
                 "doc": f"resolve {spec.ref} for {spec.platform}",
-                "actions": [(_failing_clearly(fz.resolve), [spec])],
+                "actions": [(_failing_clearly(fz.resolve_locked), [spec])],
                 "targets": [str(fz.record_path(spec))],
                 "uptodate": [RecordCurrent(fz, spec)],
                 "clean": True,
+            }
+        if fz.lock_file:
+            yield {
+                "basename": f"{basename}_lock",
+                "doc": f"re-resolve tags, rewrite {fz.lock_file.name}, say what moved",
+                "actions": [_failing_clearly(fz.relock)],
+                "uptodate": [False],
             }
 
     @create_after(executed=f"{basename}_resolve")
@@ -274,5 +314,15 @@ def frozen_task_creators(
             "uptodate": [config_changed({"images": [spec.key for spec in done]})],
             "clean": [fz.clean_output],
         }
+        if fz.lock_file:
+            yield {
+                "basename": basename,
+                "name": "lock",
+                "doc": f"write {fz.lock_file.name}: the digests every image resolved to",
+                "actions": [(_failing_clearly(fz.write_lock), [done])],
+                "file_dep": [str(fz.record_path(spec)) for spec in done],
+                "targets": [str(fz.lock_file)],
+                "uptodate": [config_changed({"images": [spec.key for spec in done]})],
+            }
 
     return {f"task_{basename}_resolve": resolve_tasks, f"task_{basename}": freeze_tasks}

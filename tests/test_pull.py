@@ -162,9 +162,8 @@ def test_no_op_rerun_fetches_no_blob(scenario: Scenario) -> None:
     new = scenario.registry.request_log()[before:]
     assert blob_gets(new) == []
     assert executed(rerun, "frozen:") == []
-    # Only references given by tag are asked again (a lock file will pin them).
-    pinned = [line for line in new if "@sha256" in line or "manifests/sha256" in line]
-    assert pinned == []
+    # Pinned and locked (images.lock.json): not one HTTP request.
+    assert new == []
 
 
 def test_doit_list_info_and_clean(scenario: Scenario, tmp_path: Path) -> None:
