@@ -7,8 +7,6 @@ In a dodo.py beside an images.json::
 then ``doit frozen`` writes the output directory that ``docker load`` accepts.
 """
 
-from pathlib import Path
-
 from .errors import (
     AuthError,
     DigestMismatchError,
@@ -34,7 +32,7 @@ DOIT_CONFIG = {
     "verbosity": 2,
 }
 
-_creators = frozen_task_creators(lambda: load_images(Path("images.json").resolve()))
+_creators = frozen_task_creators("images.json")
 task_frozen_resolve = _creators["task_frozen_resolve"]
 task_frozen = _creators["task_frozen"]
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     config.state_dir.mkdir(parents=True, exist_ok=True)
     namespace = {
-        **frozen_task_creators(lambda: config),
+        **frozen_task_creators(config),
         "DOIT_CONFIG": {**DOIT_CONFIG, "dep_file": str(config.state_dir / "doit.db")},
     }
     code = DoitMain(ModuleTaskLoader(namespace)).run(["frozen"])

@@ -17,7 +17,7 @@ from .errors import InvalidReferenceError, SpecError
 from .platform import Platform, host_platform, parse_platform
 from .reference import Reference, is_loopback, parse_reference
 
-_TOP_KEYS = {"output", "platform", "images", "registries"}
+_TOP_KEYS = {"output", "platform", "images", "registries", "tarball"}
 _IMAGE_KEYS = {"ref", "platform", "tags"}
 _REGISTRY_KEYS = {"insecure"}
 
@@ -51,6 +51,7 @@ class FrozenConfig:
     registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
     cache: Path = field(default_factory=lambda: default_cache())
     source: Path | None = None
+    tarball: Path | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -93,6 +94,9 @@ def parse_config(data: Any, *, source: Path) -> FrozenConfig:
     output = data.get("output", "frozen")
     if not isinstance(output, str) or not output:
         raise SpecError(f"{where}: 'output' must be a directory path string (default 'frozen')")
+    tarball = data.get("tarball")
+    if tarball is not None and (not isinstance(tarball, str) or not tarball):
+        raise SpecError(f"{where}: 'tarball' must be a file path string, e.g. \"frozen.tar\"")
     default_platform = host_platform()
     try:
         if "platform" in data:
@@ -105,7 +109,11 @@ def parse_config(data: Any, *, source: Path) -> FrozenConfig:
         raise SpecError(f"{where}: 'images' must be a list of references or objects with 'ref'")
     specs = _parse_images(images, default_platform, where)
     return FrozenConfig(
-        output=source.parent / output, images=specs, registries=registries, source=source
+        output=source.parent / output,
+        images=specs,
+        registries=registries,
+        source=source,
+        tarball=source.parent / tarball if tarball else None,
     )
 
 

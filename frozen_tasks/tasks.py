@@ -5,6 +5,7 @@
 ``<basename>:image/<image>``    one image's files in the output directory (per image)
 ``<basename>:output``           manifest.json, repositories, index.json, oci-layout
 ``<basename>:lock``             images.lock.json from the records (dodo flow only)
+``<basename>:tarball``          the deterministic tarball, when images.json asks for one
 ``<basename>_lock``             re-resolve every tag, rewrite the lock, say what moved
 
 The blob and image tasks depend on what the manifests say, so ``<basename>`` is created by a
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import threading
@@ -32,10 +34,11 @@ from .lock import lock_entry, lock_path, locked_digest, read_lock, write_lock
 from .output import assemble_image, write_output
 from .output.files import write_atomic
 from .output.layout import TOP_FILES
+from .output.tarball import default_mtime, write_tarball
 from .reference import parse_reference
 from .registry import RegistryPool
 from .resolve import record_blobs, resolve_image
-from .spec import FrozenConfig, ImageSpec
+from .spec import FrozenConfig, ImageSpec, load_images
 from .store import Store, file_stat
 
 TaskDict = dict[str, Any]
@@ -153,6 +156,16 @@ class Freezer:
         self.config.output.mkdir(parents=True, exist_ok=True)
         write_output(self.config.output, stamps)
 
+    def write_tarball(self) -> None:
+        """Pack the output; print and record (``<tarball>.sha256``) the tar's digest."""
+        tarball = self.config.tarball
+        assert tarball is not None
+        digest = write_tarball(self.config.output, tarball)
+        write_atomic(
+            tarball.with_name(tarball.name + ".sha256"), f"{digest[7:]}  {tarball.name}\n".encode()
+        )
+        print(f"{tarball}: {digest}")
+
     def warn(self, message: str) -> None:
         # doit captures stdout per task and its capture is not thread-safe: use the real stderr.
         with self._lock:
@@ -214,15 +227,24 @@ class OutputIntact:
 
 
 def frozen_task_creators(
-    load: Callable[[], FrozenConfig], basename: str = "frozen"
+    images: str | os.PathLike[str] | FrozenConfig, basename: str = "frozen"
 ) -> dict[str, Callable[[], Iterator[TaskDict]]]:
-    """doit task creators for the images ``load()`` returns, named after ``basename``.
+    """doit task creators for the images of an images.json file (or a FrozenConfig).
 
-    Put the result in a dodo.py's namespace (``globals().update(...)``); ``doit <basename>``
-    then freezes the images. ``load`` is called once, on first use, so ``doit list`` and
-    ``doit help`` do not read images.json eagerly; a SpecError becomes doit's clean error.
+    Returns ``{"task_<basename>_resolve": ..., "task_<basename>": ...}``: put them in a
+    dodo.py's namespace with ``globals().update(...)`` and ``doit <basename>`` freezes the
+    images; several basenames can live side by side. Creators, not task dicts, because the
+    blob tasks can only be created once the manifests are known (doit's ``create_after``).
+    The file is read on first use, relative to the directory doit runs in; an invalid one
+    becomes doit's one-line error (from SpecError). Outputs (``manifest.json``, the tarball)
+    are task targets: depend on them with ``file_dep`` plus ``task_dep: ["<basename>"]``.
     """
     state: dict[str, Freezer] = {}
+
+    def load() -> FrozenConfig:
+        if isinstance(images, FrozenConfig):
+            return images
+        return load_images(Path(images).resolve())
 
     def freezer() -> Freezer:
         if "freezer" not in state:
@@ -314,6 +336,20 @@ def frozen_task_creators(
             "uptodate": [config_changed({"images": [spec.key for spec in done]})],
             "clean": [fz.clean_output],
         }
+        if fz.config.tarball:
+            tarball = fz.config.tarball
+            yield {
+                "basename": basename,
+                "name": "tarball",
+                "doc": f"pack {fz.config.output} into {tarball}, byte for byte reproducible",
+                "actions": [_failing_clearly(fz.write_tarball)],
+                "file_dep": [str(fz.config.output / name) for name in TOP_FILES]
+                + [str(fz.stamp_path(spec)) for spec in done],
+                "task_dep": [f"{basename}:output"],
+                "targets": [str(tarball), str(tarball.with_name(tarball.name + ".sha256"))],
+                "uptodate": [config_changed({"mtime": default_mtime()})],
+                "clean": True,
+            }
         if fz.lock_file:
             yield {
                 "basename": basename,

@@ -116,6 +116,7 @@ def test_the_repositorys_images_json() -> None:
 
 # (document, where the message points, what it tells the user to do)
 INVALID: list[tuple[str, Any, str, str]] = [
+    ("tarball-type", {"images": [], "tarball": 5}, "'tarball'", "a file path string"),
     ("bad-reference", {"images": ["busybox", f"busybox@{D}", "Busybox:1"]},
      "images[2]", "repository names must be lowercase"),
     ("bad-digest", {"images": ["busybox", "busybox@sha256:123"]},
