@@ -83,11 +83,15 @@ def resolve_image(
 def _manifest(
     client: RegistryClient, store: Store, repo: str, reference: str, what: str
 ) -> Fetched:
-    """A manifest by tag from the registry; by digest from the cache when it is there (a file
-    in the cache is verified content), else from the registry, then kept in the cache."""
-    if reference.startswith("sha256:") and store.has(reference):
-        content = store.read_bytes(reference)
-        return Fetched(content, mf.media_type_of(content, None), reference)
+    """A manifest from the cache when it is there (a file in the cache is verified content),
+    else from the registry, then kept in the cache. A tag is resolved with a HEAD first."""
+    cached = reference
+    if not reference.startswith("sha256:"):
+        # A tag: ask where it points with a HEAD; a manifest already cached is not fetched.
+        cached = client.head_manifest(repo, reference, what=what) or ""
+    if store.has(cached):
+        content = store.read_bytes(cached)
+        return Fetched(content, mf.media_type_of(content, None), cached)
     fetched = client.get_manifest(repo, reference, what=what)
     store.put_bytes(fetched.digest, fetched.content)
     return fetched

@@ -7,6 +7,7 @@ cache never holds a wrong blob.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -50,10 +51,12 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
 
 @dataclass
 class BlobWriter:
-    """A blob being written: hashes each chunk, then ``commit`` verifies and renames it.
+    """A blob being written: hashes each chunk, then ``commit`` verifies and links it in place.
 
     ``expected_size`` is in bytes (None when unknown); writing past it fails at once, so a
-    server that keeps sending is cut off.
+    server that keeps sending is cut off. ``size`` is what the partial file already holds: a
+    resumable writer starts after the bytes an interrupted download left (they are hashed
+    again, once, so the digest check covers the whole blob).
     """
 
     final: Path
@@ -65,17 +68,25 @@ class BlobWriter:
     hasher: Any = field(default_factory=hashlib.sha256)
 
     def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.expected_size is not None and self.size > self.expected_size:
+        if self.expected_size is not None and self.size + len(chunk) > self.expected_size:
             raise DigestMismatchError(
                 f"blob {self.digest}: received more than the {self.expected_size} bytes announced"
             )
+        self.size += len(chunk)
         self.hasher.update(chunk)
         self.file.write(chunk)
 
+    def restart(self) -> None:
+        """Drop what was written so far (the server ignored Range, or sent wrong bytes)."""
+        self.file.seek(0)
+        self.file.truncate()
+        self.size = 0
+        self.hasher = hashlib.sha256()
+
     def commit(self) -> Path:
-        """Verify size and digest, then atomically move the blob into place."""
-        self.file.close()
+        """Verify size and digest, then link the blob into place; raise DigestMismatchError
+        (keeping nothing) when it is not what its digest says."""
+        self.file.flush()
         if self.expected_size is not None and self.size != self.expected_size:
             raise DigestMismatchError(
                 f"blob {self.digest}: got {self.size} bytes, expected {self.expected_size}"
@@ -92,12 +103,17 @@ class BlobWriter:
             pass
         except OSError:
             os.replace(self.partial, self.final)
-        self.partial.unlink(missing_ok=True)
+        self.discard()
         return self.final
 
     def discard(self) -> None:
-        self.file.close()
+        """Close and delete the partial file."""
         self.partial.unlink(missing_ok=True)
+        self.file.close()
+
+    def keep(self) -> None:
+        """Close, keeping the partial file for a later attempt to resume."""
+        self.file.close()
 
 
 class Store:
@@ -111,7 +127,8 @@ class Store:
         return self.root / blob_relpath(digest)
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        """Whether the verified blob is here; False for anything that is not a digest."""
+        return bool(DIGEST.fullmatch(digest)) and self.path(digest).is_file()
 
     def open_writer(self, digest: str, size: int | None) -> BlobWriter:
         """Start writing a blob; call ``commit()`` on success and ``discard()`` on failure."""
@@ -120,7 +137,31 @@ class Store:
         fd, partial = tempfile.mkstemp(
             prefix=f".{final.name}.", suffix=".partial", dir=final.parent
         )
-        return BlobWriter(final, digest, size, os.fdopen(fd, "wb"), Path(partial))
+        return BlobWriter(final, digest, size, os.fdopen(fd, "w+b"), Path(partial))
+
+    def resumable_writer(self, digest: str, size: int | None) -> BlobWriter:
+        """A writer continuing ``.<hex>.partial`` if an interrupted download left one.
+
+        The partial is locked (flock) while written; when another process holds it, the
+        writer gets a private temporary file instead and starts from zero.
+        """
+        final = self.path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.partial")
+        file = open(partial, "a+b")  # noqa: SIM115 - the writer owns and closes it
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            return self.open_writer(digest, size)
+        writer = BlobWriter(final, digest, size, file, partial)
+        file.seek(0)
+        while chunk := file.read(CHUNK):
+            writer.size += len(chunk)
+            writer.hasher.update(chunk)
+        if size is not None and writer.size > size:
+            writer.restart()
+        return writer
 
     def write_chunks(self, digest: str, size: int | None, chunks: Iterable[bytes]) -> Path:
         """Store a blob from an iterable of byte chunks, verified; nothing stays on failure."""

@@ -138,7 +138,7 @@ class Freezer:
                     errors.append(str(exc))
             else:
                 raise FrozenError("; ".join(errors))
-        return {"stat": file_stat(self.store.path(digest))}
+        return _target_stats([self.store.path(digest)])
 
     def assemble(self, spec: ImageSpec) -> None:
         record = self.read_record(spec)
@@ -151,12 +151,13 @@ class Freezer:
             self.warn(f"image {spec.key}: {warning}")
         write_atomic(self.stamp_path(spec), json.dumps(stamp, indent=1).encode())
 
-    def write_output(self, specs: list[ImageSpec]) -> None:
+    def write_output(self, specs: list[ImageSpec]) -> dict[str, Any]:
         stamps = [json.loads(self.stamp_path(spec).read_text()) for spec in specs]
         self.config.output.mkdir(parents=True, exist_ok=True)
         write_output(self.config.output, stamps)
+        return _target_stats([self.config.output / name for name in TOP_FILES])
 
-    def write_tarball(self) -> None:
+    def write_tarball(self) -> dict[str, Any]:
         """Pack the output; print and record (``<tarball>.sha256``) the tar's digest."""
         tarball = self.config.tarball
         assert tarball is not None
@@ -165,6 +166,7 @@ class Freezer:
             tarball.with_name(tarball.name + ".sha256"), f"{digest[7:]}  {tarball.name}\n".encode()
         )
         print(f"{tarball}: {digest}")
+        return _target_stats([tarball, tarball.with_name(tarball.name + ".sha256")])
 
     def warn(self, message: str) -> None:
         # doit captures stdout per task and its capture is not thread-safe: use the real stderr.
@@ -202,10 +204,17 @@ class RecordCurrent:
         return all(self.freezer.store.has(d) for d in wanted if d)
 
 
-def _stat_unchanged(task: Any, values: dict[str, Any]) -> bool:
-    """A blob is up to date while its cache file has the (size, mtime, inode) recorded when it
-    was verified; it is never re-hashed otherwise."""
-    return bool(values.get("stat")) and values["stat"] == file_stat(task.targets[0])
+def _target_stats(paths: list[Any]) -> dict[str, Any]:
+    """What an action returns for ``_targets_unchanged``: the (size, mtime, inode) of each."""
+    return {"targets": [file_stat(path) for path in paths]}
+
+
+def _targets_unchanged(task: Any, values: dict[str, Any]) -> bool:
+    """Up to date while every target has the (size, mtime, inode) recorded when it was written
+    (for a blob: when it was verified). Nothing is re-hashed; an edited, replaced or deleted
+    target is written again."""
+    recorded = values.get("targets")
+    return bool(recorded) and recorded == [file_stat(path) for path in task.targets]
 
 
 class OutputIntact:
@@ -308,7 +317,7 @@ def frozen_task_creators(
                     (_failing_clearly(fz.fetch_blob), [digest, entry["size"], entry["sources"]])
                 ],
                 "targets": [str(fz.store.path(digest))],
-                "uptodate": [_stat_unchanged],
+                "uptodate": [_targets_unchanged],
             }
         for spec, record in specs:
             yield {
@@ -333,7 +342,10 @@ def frozen_task_creators(
             "file_dep": [str(fz.stamp_path(spec)) for spec in done],
             "task_dep": [f"{basename}:image/{spec.key}" for spec in done],
             "targets": [str(fz.config.output / name) for name in TOP_FILES],
-            "uptodate": [config_changed({"images": [spec.key for spec in done]})],
+            "uptodate": [
+                config_changed({"images": [spec.key for spec in done]}),
+                _targets_unchanged,
+            ],
             "clean": [fz.clean_output],
         }
         if fz.config.tarball:
@@ -347,7 +359,7 @@ def frozen_task_creators(
                 + [str(fz.stamp_path(spec)) for spec in done],
                 "task_dep": [f"{basename}:output"],
                 "targets": [str(tarball), str(tarball.with_name(tarball.name + ".sha256"))],
-                "uptodate": [config_changed({"mtime": default_mtime()})],
+                "uptodate": [config_changed({"mtime": default_mtime()}), _targets_unchanged],
                 "clean": True,
             }
         if fz.lock_file:

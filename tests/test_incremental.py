@@ -120,3 +120,18 @@ def test_two_runs_at_once_on_one_project(
             assert sha256_file(project.output / rel)[0] == "sha256:" + rel.rsplit("/", 1)[1]
     cache = project.cache / "blobs" / "sha256"
     assert not [p for p in cache.iterdir() if p.name.startswith(".")], "no partial left"
+
+
+def test_hand_edited_manifest_json_is_rewritten(
+    registry: Registry, versions: tuple[PushedImage, PushedImage], tmp_path: Path
+) -> None:
+    v1, _ = versions
+    project = Project(tmp_path)
+    project.write_images([f"{registry.host}/incr/app:v1@{v1.manifest_digest}"])
+    project.doit("frozen")
+    manifest = project.output / "manifest.json"
+    good = manifest.read_bytes()
+    manifest.write_text("[]")
+    run = project.doit("frozen")
+    assert executed(run, "frozen:") == ["frozen:output"]
+    assert manifest.read_bytes() == good

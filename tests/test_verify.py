@@ -72,7 +72,7 @@ def test_corrupted_blob_is_never_stored_and_a_clean_rerun_succeeds(
     text = result.stdout + result.stderr
     assert result.returncode != 0
     assert layer in text and "hashes to" in text and "Traceback" not in text
-    gets = [line for line in proxy.seen if line.endswith(layer)]
+    gets = proxy.requests_for(layer)
     assert len(gets) > 1, "a bad body is retried"
     assert not _cached(project, layer).exists()
     partials = list((project.cache / "blobs" / "sha256").glob("*.partial"))

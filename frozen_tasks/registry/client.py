@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
+import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
+import urllib3
 
 from .. import manifest as mf
 from ..errors import AuthError, DigestMismatchError, RegistryError
@@ -19,9 +23,39 @@ from ..store import CHUNK, Store
 from .auth import Authenticator, load_credentials
 
 MAX_MANIFEST_BYTES = 4 << 20  # a manifest larger than this is refused, not buffered
-ATTEMPTS = 4  # tries per request on connection errors, timeouts, 408, 429 and 5xx
-TIMEOUT = (15, 60)  # seconds: to connect, and without a single byte while reading
+#: Tries per request (connection errors, stalls, 408, 429, 5xx, bad bodies); env FROZEN_ATTEMPTS.
+ATTEMPTS = int(os.environ.get("FROZEN_ATTEMPTS", "5"))
+#: Seconds to connect, and seconds without a single byte before a read counts as stalled (not a
+#: limit on a long healthy download); env FROZEN_STALL_TIMEOUT.
+TIMEOUT = (15.0, float(os.environ.get("FROZEN_STALL_TIMEOUT", "60")))
+#: First backoff in seconds, doubled each retry (capped at 30), with jitter; env FROZEN_BACKOFF.
+BACKOFF = float(os.environ.get("FROZEN_BACKOFF", "0.5"))
+#: A 429 asking to wait longer than this (seconds) fails at once, saying which limit was hit.
+MAX_RETRY_AFTER = 60.0
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+#: What a dropped, reset or stalled connection raises while a body is streamed.
+_NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before try number ``attempt`` (2, 3, ...): exponential, jittered."""
+    return min(BACKOFF * 2 ** (attempt - 2), 30.0) * (0.5 + random.random())
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Retry-After in seconds (it may be a number of seconds or an HTTP date), or None."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 @dataclass(frozen=True)
@@ -75,15 +109,42 @@ class RegistryClient:
                             f'{{"{self.registry}": {{"insecure": true}}}} in images.json.'
                         )
                     raise RegistryError(
-                        f"{what}: cannot reach registry {self.registry} at {self.base_url}: "
-                        f"{_reason(exc)}. {hint}"
+                        f"{what}: cannot reach registry {self.registry} at {self.base_url} "
+                        f"({ATTEMPTS} tries): {_reason(exc)}. {hint}"
                     ) from None
-            else:
-                if response.status_code not in _RETRY_STATUS or attempt == ATTEMPTS:
-                    return response
-                response.close()
-            time.sleep(min(0.2 * 2**attempt, 5) * (0.5 + random.random()))
+                time.sleep(_backoff(attempt + 1))
+                continue
+            if response.status_code not in _RETRY_STATUS or attempt == ATTEMPTS:
+                if response.status_code == 429:
+                    raise RegistryError(self._rate_limited(response, what))
+                return response
+            wait = _retry_after(response.headers) if response.status_code == 429 else None
+            if wait is not None and wait > MAX_RETRY_AFTER:
+                raise RegistryError(self._rate_limited(response, what))
+            response.close()
+            time.sleep(wait if wait is not None else _backoff(attempt + 1))
         raise AssertionError("unreachable")
+
+    def _rate_limited(self, response: requests.Response, what: str) -> str:
+        """Say which limit was hit and how to raise it (Docker Hub's headers when sent)."""
+        response.close()
+        limit = response.headers.get("RateLimit-Limit", "")
+        remaining = response.headers.get("RateLimit-Remaining", "")
+        wait = _retry_after(response.headers)
+        text = f"{what}: registry {self.registry} is rate limiting this client (HTTP 429"
+        if limit:
+            count, _, window = limit.partition(";w=")
+            text += f"; limit {count} pulls per {window or '?'} s"
+            if remaining:
+                text += f", {remaining.partition(';')[0]} left"
+        text += ")"
+        if wait is not None:
+            text += f"; it asks to wait {wait:.0f} s"
+        who = "for your account" if self.auth.credentials else "for anonymous pulls"
+        return (
+            text + f". The limit is {who}: log in ('docker login {self.registry}') or use "
+            "a mirror to raise it, or run again later; what was fetched is kept."
+        )
 
     def _send(
         self, method: str, url: str, scope: str, headers: dict[str, str]
@@ -115,21 +176,34 @@ class RegistryClient:
         header (when sent) must.
         """
         what = what or f"{self.registry}/{repo}:{reference}"
-        response = self._request("GET", repo, f"manifests/{reference}", {"Accept": mf.ACCEPT}, what)
-        with response:
-            if response.status_code == 404:
-                raise RegistryError(
-                    f"{what}: not found on registry {self.registry} (manifest unknown); check "
-                    "the repository name, the tag and the digest"
-                )
-            if response.status_code != 200:
-                raise RegistryError(
-                    f"{what}: registry {self.registry} answered HTTP {response.status_code} "
-                    f"for the manifest: {_snippet(response)}"
-                )
-            raw = _read_capped(response, MAX_MANIFEST_BYTES, what)
-            media_type = mf.media_type_of(raw, response.headers.get("Content-Type"))
-            header_digest = response.headers.get("Docker-Content-Digest")
+        for attempt in range(1, ATTEMPTS + 1):
+            response = self._request(
+                "GET", repo, f"manifests/{reference}", {"Accept": mf.ACCEPT}, what
+            )
+            with response:
+                if response.status_code == 404:
+                    raise RegistryError(
+                        f"{what}: not found on registry {self.registry} (manifest unknown); "
+                        "check the repository name, the tag and the digest"
+                    )
+                if response.status_code != 200:
+                    raise RegistryError(
+                        f"{what}: registry {self.registry} answered HTTP "
+                        f"{response.status_code} for the manifest: {_snippet(response)}"
+                    )
+                try:
+                    raw = _read_capped(response, MAX_MANIFEST_BYTES, what)
+                except _NETWORK_ERRORS as exc:
+                    if attempt == ATTEMPTS:
+                        raise RegistryError(
+                            f"{what}: reading the manifest from {self.registry} failed "
+                            f"{ATTEMPTS} times: {_reason(exc)}"
+                        ) from None
+                    time.sleep(_backoff(attempt + 1))
+                    continue
+                media_type = mf.media_type_of(raw, response.headers.get("Content-Type"))
+                header_digest = response.headers.get("Docker-Content-Digest")
+                break
         if media_type in mf.SCHEMA1_TYPES:
             digest = schema1_digest(raw)
         else:
@@ -142,6 +216,14 @@ class RegistryClient:
             )
         return Fetched(raw, media_type, digest)
 
+    def head_manifest(self, repo: str, tag: str, *, what: str = "") -> str | None:
+        """The digest a tag points at, from a HEAD (Docker Hub does not count HEADs against
+        its pull limit); None when the registry does not say."""
+        response = self._request("HEAD", repo, f"manifests/{tag}", {"Accept": mf.ACCEPT}, what)
+        with response:
+            digest = response.headers.get("Docker-Content-Digest")
+            return digest if response.status_code == 200 and digest else None
+
     def fetch_blob(
         self,
         repo: str,
@@ -152,34 +234,76 @@ class RegistryClient:
         what: str = "",
         progress: Callable[[int], None] | None = None,
     ) -> Path:
-        """Stream a blob into the store, hashing while writing; memory stays at one chunk."""
+        """Stream a blob into the store, hashing while writing; memory stays at one chunk.
+
+        An interrupted download keeps its partial file and continues with ``Range: bytes=N-``
+        (in this attempt loop, or in a later run). A server that ignores Range (200) or
+        answers 416 is handled by starting over; a body that is too long, too short or wrong
+        is never stored. ``size`` is in bytes (None when the manifest does not say).
+        """
         what = what or f"{self.registry}/{repo}@{digest}"
-        last_error: Exception | None = None
-        for _ in range(ATTEMPTS):
-            # identity: the digest is of the bytes on the wire, never of a re-encoded body.
-            response = self._request(
-                "GET", repo, f"blobs/{digest}", {"Accept-Encoding": "identity"}, what
-            )
-            with response:
-                if response.status_code == 404:
-                    raise RegistryError(f"{what}: blob not found on registry {self.registry}")
-                if response.status_code != 200:
-                    raise RegistryError(
-                        f"{what}: registry {self.registry} answered HTTP "
-                        f"{response.status_code} for the blob: {_snippet(response)}"
-                    )
+        writer = store.resumable_writer(digest, size)
+        last_error: object = None
+        try:
+            for attempt in range(1, ATTEMPTS + 1):
+                if attempt > 1:
+                    time.sleep(_backoff(attempt))
+                headers = {"Accept-Encoding": "identity"}  # the digest is of the bytes sent
+                if writer.size:
+                    headers["Range"] = f"bytes={writer.size}-"
+                response = self._request("GET", repo, f"blobs/{digest}", headers, what)
+                with response:
+                    status = response.status_code
+                    if status == 416:
+                        # Never read a 416 body: distribution sends a wrong Content-Length.
+                        writer.restart()
+                        last_error = "HTTP 416 for a resumed download"
+                        continue
+                    if status == 404:
+                        raise RegistryError(f"{what}: blob not found on registry {self.registry}")
+                    if status not in (200, 206):
+                        raise RegistryError(
+                            f"{what}: registry {self.registry} answered HTTP {status} for the "
+                            f"blob: {_snippet(response)}"
+                        )
+                    if status == 200 or not _range_starts_at(response, writer.size):
+                        writer.restart()  # Range ignored (or odd): the full body follows
+                    try:
+                        for chunk in response.raw.stream(CHUNK, decode_content=False):
+                            writer.write(chunk)
+                            if progress:
+                                progress(len(chunk))
+                    except DigestMismatchError as exc:  # longer than announced
+                        writer.restart()
+                        last_error = exc
+                        continue
+                    except _NETWORK_ERRORS as exc:
+                        last_error = f"{type(exc).__name__}: {_reason(exc)}"
+                        continue  # what arrived is kept: the next try resumes after it
+                if size is not None and writer.size < size:
+                    last_error = f"the connection ended after {writer.size} of {size} bytes"
+                    continue
                 try:
-                    return store.write_chunks(digest, size, _chunks(response, progress))
-                except (requests.RequestException, DigestMismatchError) as exc:
+                    return writer.commit()
+                except DigestMismatchError as exc:
+                    writer.restart()
                     last_error = exc
-        raise RegistryError(f"{what}: download failed {ATTEMPTS} times; last error: {last_error}")
+            raise RegistryError(
+                f"{what}: download from {self.registry} failed {ATTEMPTS} times; last error: "
+                f"{last_error}. Nothing wrong was stored; run again to resume."
+            )
+        finally:
+            if writer.size and not writer.file.closed:
+                writer.keep()
+            elif not writer.file.closed:
+                writer.discard()
 
 
-def _chunks(response: requests.Response, progress: Callable[[int], None] | None) -> Iterator[bytes]:
-    for chunk in response.raw.stream(CHUNK, decode_content=False):
-        if progress:
-            progress(len(chunk))
-        yield chunk
+def _range_starts_at(response: requests.Response, offset: int) -> bool:
+    """True when a 206 answer's Content-Range starts where our partial file ends."""
+    value = response.headers.get("Content-Range", "")
+    unit, _, rest = value.partition(" ")
+    return unit == "bytes" and rest.split("-", 1)[0] == str(offset)
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,12 +22,13 @@ class Project:
         self.cache = root / "cache"
         self.docker_config = root / "docker-config"
         self.docker_config.mkdir(parents=True, exist_ok=True)
+        self.extra_env: dict[str, str] = {}  # e.g. FROZEN_ATTEMPTS for a fault test
         shutil.copy(REPO / "dodo.py", root / "dodo.py")
 
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "FROZEN_CACHE": str(self.cache),
-                "DOCKER_CONFIG": str(self.docker_config)}
+                "DOCKER_CONFIG": str(self.docker_config), **self.extra_env}
 
     @property
     def output(self) -> Path:

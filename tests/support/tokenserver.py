@@ -29,8 +29,9 @@ class TokenRequest:
     """One request the token server received."""
 
     path: str
-    query: dict[str, list[str]]
+    query: dict[str, list[str]]  # for a POST: the form fields
     authorization: bool
+    method: str = "GET"
 
 
 def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
@@ -80,6 +81,8 @@ class TokenServer:
         self.users = users
         self.token_lifetime = token_lifetime
         self.requests: list[TokenRequest] = []
+        # OAuth2 refresh tokens (docker's identity tokens) the POST /token endpoint accepts.
+        self.refresh_tokens: dict[str, str] = {}
         self._key = ec.generate_private_key(ec.SECP256R1())
         self.kid = libtrust_key_id(self._key.public_key())
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -183,6 +186,26 @@ class TokenServer:
                             "issued_at": issued,
                         },
                     )
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                """OAuth2 grant_type=refresh_token, as docker sends an identity token."""
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                header = self.headers.get("Authorization")
+                server.requests.append(TokenRequest(url.path, form, header is not None, "POST"))
+                field = {key: values[0] for key, values in form.items()}
+                user = server.refresh_tokens.get(field.get("refresh_token", ""))
+                if url.path != "/token":
+                    self._reply(404, {"details": "not found"})
+                elif field.get("grant_type") != "refresh_token" or not field.get("client_id"):
+                    self._reply(400, {"error": "unsupported_grant_type"})
+                elif user is None:  # RFC 6749 5.2
+                    self._reply(400, {"error": "invalid_grant"})
+                else:
+                    token = server.issue(user, server.grant(user, form))
+                    self._reply(200, {"access_token": token, "scope": field.get("scope", ""),
+                                      "expires_in": server.token_lifetime})
 
             def _reply(self, status: int, body: dict[str, object]) -> None:
                 data = json.dumps(body).encode()
