@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import InvalidReferenceError, SpecError
 from .platform import Platform, host_platform, parse_platform
@@ -19,14 +20,30 @@ from .reference import Reference, is_loopback, parse_reference
 
 _TOP_KEYS = {"output", "platform", "images", "registries", "tarball"}
 _IMAGE_KEYS = {"ref", "platform", "tags"}
-_REGISTRY_KEYS = {"insecure"}
+_REGISTRY_KEYS = {"insecure", "mirrors", "ca"}
+MIRRORS_ENV = "FROZEN_MIRRORS"
 
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """Per-registry settings from ``registries.<host>``."""
+    """Per-registry settings from ``registries.<host>`` (and ``$FROZEN_MIRRORS``).
 
-    insecure: bool = False
+    ``mirrors`` are base URLs (``http://mirror.local:5000``) tried in order before the
+    registry itself; ``ca`` is a PEM bundle that this registry's TLS certificate must chain to.
+    """
+
+    insecure: bool | None = None  # None: plain HTTP for loopback hosts only
+    mirrors: tuple[str, ...] = ()
+    ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach one registry: URL scheme, mirrors, CA bundle."""
+
+    scheme: str
+    mirrors: tuple[str, ...]
+    ca: Path | None
 
 
 @dataclass(frozen=True)
@@ -60,9 +77,17 @@ class FrozenConfig:
         return self.cache / "state" / key
 
     def scheme(self, registry: str) -> str:
-        """``http`` for insecure and loopback registries, ``https`` otherwise."""
+        """``http`` for registries set ``insecure`` and, unless set ``"insecure": false`` or
+        given a ``ca``, for loopback ones (as docker treats them); ``https`` otherwise."""
         settings = self.registries.get(registry, RegistryConfig())
-        return "http" if settings.insecure or is_loopback(registry) else "https"
+        if settings.insecure is None and settings.ca is None:
+            return "http" if is_loopback(registry) else "https"
+        return "http" if settings.insecure else "https"
+
+    def endpoint(self, registry: str) -> Endpoint:
+        """Scheme, mirrors and CA bundle for ``registry`` (as references name it)."""
+        settings = self.registries.get(registry, RegistryConfig())
+        return Endpoint(self.scheme(registry), settings.mirrors, settings.ca)
 
 
 def default_cache() -> Path:
@@ -103,7 +128,9 @@ def parse_config(data: Any, *, source: Path) -> FrozenConfig:
             default_platform = parse_platform(data["platform"])
     except ValueError as exc:
         raise SpecError(f"{where}: 'platform': {exc}") from None
-    registries = _parse_registries(data.get("registries", {}), where)
+    registries = _with_env_mirrors(
+        _parse_registries(data.get("registries", {}), where, source.parent)
+    )
     images = data.get("images")
     if not isinstance(images, list):
         raise SpecError(f"{where}: 'images' must be a list of references or objects with 'ref'")
@@ -120,23 +147,80 @@ def parse_config(data: Any, *, source: Path) -> FrozenConfig:
 def config_from_refs(output: str | os.PathLike[str], refs: Iterable[str]) -> FrozenConfig:
     """The config ``frozen-download DIR ref...`` means: host platform, default tags."""
     specs = _parse_images(list(refs), host_platform(), "<command line>")
-    return FrozenConfig(output=Path(output), images=specs)
+    return FrozenConfig(output=Path(output), images=specs, registries=_with_env_mirrors({}))
 
 
-def _parse_registries(value: Any, where: str) -> dict[str, RegistryConfig]:
+def _registry_name(host: str, at: str) -> str:
+    """``index.docker.io`` → ``docker.io``: the name references resolve to."""
+    try:
+        return parse_reference(f"{host}/x").registry if "/" not in host else ""
+    except InvalidReferenceError:
+        return ""
+
+
+def _mirror_urls(value: Any, at: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+        raise SpecError(f'{at}: must be a list of URLs, e.g. ["http://mirror.local:5000"]')
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise SpecError(
+                f"{at}: {url!r} is not a mirror base URL such as "
+                "'https://mirror.example.com' (scheme and host, no path)"
+            )
+    return tuple(u.rstrip("/") for u in value)
+
+
+def env_mirrors() -> dict[str, tuple[str, ...]]:
+    """``$FROZEN_MIRRORS``: ``host=url[,url...][;host=url...]``, e.g.
+    ``docker.io=http://mirror.ci:5000``; raises SpecError naming the variable."""
+    result: dict[str, tuple[str, ...]] = {}
+    for item in filter(None, os.environ.get(MIRRORS_ENV, "").split(";")):
+        host, sep, urls = item.partition("=")
+        at = f"${MIRRORS_ENV} entry {item!r}"
+        name = _registry_name(host.strip(), at)
+        if not sep or not name:
+            raise SpecError(
+                f"{at}: write it as host=url[,url...], e.g. docker.io=http://mirror.ci:5000"
+            )
+        result[name] = _mirror_urls([u.strip() for u in urls.split(",") if u.strip()], at)
+    return result
+
+
+def _parse_registries(value: Any, where: str, base: Path) -> dict[str, RegistryConfig]:
     if not isinstance(value, dict):
         raise SpecError(f"{where}: 'registries' must be an object keyed by registry host")
     result = {}
     for host, settings in value.items():
         at = f"{where}: registries[{host!r}]"
+        name = _registry_name(host, at)
+        if not name:
+            raise SpecError(f"{at}: {host!r} is not a registry host[:port]")
         if not isinstance(settings, dict):
             raise SpecError(f'{at}: must be an object such as {{"insecure": true}}')
         _reject_unknown(settings, _REGISTRY_KEYS, at)
-        insecure = settings.get("insecure", False)
-        if not isinstance(insecure, bool):
+        insecure = settings.get("insecure")
+        if insecure is not None and not isinstance(insecure, bool):
             raise SpecError(f"{at}: 'insecure' must be true or false")
-        result[host] = RegistryConfig(insecure=insecure)
+        mirrors = _mirror_urls(settings.get("mirrors", []), f"{at}.mirrors")
+        ca = settings.get("ca")
+        if ca is not None:
+            if not isinstance(ca, str) or not (base / ca).is_file():
+                raise SpecError(
+                    f"{at}: 'ca' must name a PEM file (relative to {where}); {ca!r} is not one"
+                )
+            ca = base / ca
+        result[name] = RegistryConfig(insecure=insecure, mirrors=mirrors, ca=ca)
     return result
+
+
+def _with_env_mirrors(registries: dict[str, RegistryConfig]) -> dict[str, RegistryConfig]:
+    """Mirrors from ``$FROZEN_MIRRORS`` go first: the machine knows its nearest cache."""
+    for name, urls in env_mirrors().items():
+        settings = registries.get(name, RegistryConfig())
+        merged = urls + tuple(u for u in settings.mirrors if u not in urls)
+        registries[name] = RegistryConfig(settings.insecure, merged, settings.ca)
+    return registries
 
 
 def _parse_images(entries: list[Any], default: Platform, where: str) -> tuple[ImageSpec, ...]:

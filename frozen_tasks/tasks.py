@@ -65,7 +65,7 @@ class Freezer:
         self.lock_file = lock_path(config.source) if config.source else None
         self.lock = read_lock(self.lock_file) if self.lock_file else {}
         self.store = Store(config.cache)
-        self.pool = RegistryPool(config.scheme)
+        self.pool = RegistryPool(config.endpoint)
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 

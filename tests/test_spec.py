@@ -91,7 +91,7 @@ def test_objects_with_platform_and_tags(tmp_path: Path) -> None:
     assert config.scheme("my.registry:443") == "http"
     assert config.scheme("other.example.com") == "https"
     assert config.scheme("docker.io") == "https"
-    assert config.scheme("localhost:5000") == "http", "loopback is plain HTTP anyway"
+    assert config.scheme("localhost:5000") == "https", "an explicit insecure: false means TLS"
     assert config.scheme("127.0.0.1:5000") == "http"
 
 
@@ -116,6 +116,14 @@ def test_the_repositorys_images_json() -> None:
 
 # (document, where the message points, what it tells the user to do)
 INVALID: list[tuple[str, Any, str, str]] = [
+    ("mirror-not-a-url", {"images": [], "registries": {"docker.io": {"mirrors": ["mirror:5000"]}}},
+     "registries['docker.io'].mirrors", "'https://mirror.example.com'"),
+    ("mirror-with-path", {"images": [], "registries": {"docker.io": {"mirrors": ["http://m/x"]}}},
+     "registries['docker.io'].mirrors", "no path"),
+    ("missing-ca", {"images": [], "registries": {"r.example.com": {"ca": "nope.pem"}}},
+     "registries['r.example.com']", "'ca' must name a PEM file"),
+    ("bad-registry-key", {"images": [], "registries": {"not a host": {}}},
+     "registries['not a host']", "is not a registry host"),
     ("tarball-type", {"images": [], "tarball": 5}, "'tarball'", "a file path string"),
     ("bad-reference", {"images": ["busybox", f"busybox@{D}", "Busybox:1"]},
      "images[2]", "repository names must be lowercase"),
@@ -131,7 +139,7 @@ INVALID: list[tuple[str, Any, str, str]] = [
      "images[1]: unknown key 'tag'", "allowed keys: platform, ref, tags"),
     ("unknown-registry-key",
      {"images": [], "registries": {"localhost:5000": {"insecure": True, "tls": False}}},
-     "registries['localhost:5000']: unknown key 'tls'", "allowed keys: insecure"),
+     "registries['localhost:5000']: unknown key 'tls'", "allowed keys: ca, insecure, mirrors"),
     ("top-level-list", ["busybox"], "top level", "JSON object with an 'images' list"),
     ("no-images", {"output": "x"}, "'images'", "must be a list"),
     ("images-object", {"images": {"busybox": {}}}, "'images'", "must be a list"),
@@ -244,3 +252,18 @@ def test_one_name_for_two_images_is_refused(tmp_path: Path) -> None:
     assert str(path) in message and "images[1]" in message
     assert "'hello-world:latest' is already given to images[0]" in message
     assert '"tags"' in message
+
+
+def test_frozen_mirrors_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, {"images": [], "registries": {
+        "index.docker.io": {"mirrors": ["https://team-mirror.example.com"]}}})
+    monkeypatch.setenv("FROZEN_MIRRORS", "docker.io=http://ci-mirror:5000/,http://b:5000;"
+                       "quay.io=https://q.example.com")
+    config = load_images(path)
+    assert config.endpoint("docker.io").mirrors == (
+        "http://ci-mirror:5000", "http://b:5000", "https://team-mirror.example.com")
+    assert config.endpoint("quay.io").mirrors == ("https://q.example.com",)
+    assert config.endpoint("ghcr.io").mirrors == ()
+    monkeypatch.setenv("FROZEN_MIRRORS", "docker.io")
+    with pytest.raises(SpecError, match=r"\$FROZEN_MIRRORS entry 'docker.io': write it as"):
+        load_images(path)

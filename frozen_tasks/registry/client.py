@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from .. import manifest as mf
-from ..errors import AuthError, DigestMismatchError, RegistryError
+from ..errors import AuthError, DigestMismatchError, FrozenError, RegistryError
 from ..schema1 import schema1_digest, schema1_payload
 from ..store import CHUNK, Store
 from .auth import Authenticator, load_credentials
@@ -76,11 +77,21 @@ class RegistryClient:
     """One registry, addressed as users name it (``docker.io``) and reached at ``base_url``."""
 
     def __init__(
-        self, registry: str, base_url: str, credentials: tuple[str, str] | None = None
+        self,
+        registry: str,
+        base_url: str,
+        credentials: Any = None,
+        *,
+        attempts: int = ATTEMPTS,
+        ca: str | None = None,
     ) -> None:
         self.registry = registry
         self.base_url = base_url.rstrip("/")
         self.auth = Authenticator(registry, credentials)
+        self.attempts = attempts
+        # A CA bundle for this registry only; otherwise requests verifies against its default
+        # bundle, or REQUESTS_CA_BUNDLE.
+        self._verify: dict[str, str] = {"verify": ca} if ca else {}
         self._local = threading.local()
 
     @property
@@ -97,24 +108,30 @@ class RegistryClient:
         """Send with auth and retries; return any final response (the caller checks status)."""
         scope = f"repository:{repo}:pull"
         url = f"{self.base_url}/v2/{repo}/{path}"
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             try:
                 response = self._send(method, url, scope, headers)
             except requests.RequestException as exc:
-                if attempt == ATTEMPTS:
+                if attempt == self.attempts:
                     hint = "Check the network and the registry address."
-                    if isinstance(exc, requests.exceptions.SSLError):
+                    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                        hint = (
+                            "Its TLS certificate is not trusted: name its CA bundle in "
+                            f'"registries": {{"{self.registry}": {{"ca": "ca.pem"}}}} in '
+                            "images.json, or in REQUESTS_CA_BUNDLE."
+                        )
+                    elif isinstance(exc, requests.exceptions.SSLError):
                         hint = (
                             f'If {self.registry} serves plain HTTP, set "registries": '
                             f'{{"{self.registry}": {{"insecure": true}}}} in images.json.'
                         )
                     raise RegistryError(
                         f"{what}: cannot reach registry {self.registry} at {self.base_url} "
-                        f"({ATTEMPTS} tries): {_reason(exc)}. {hint}"
+                        f"({self.attempts} tries): {_reason(exc)}. {hint}"
                     ) from None
                 time.sleep(_backoff(attempt + 1))
                 continue
-            if response.status_code not in _RETRY_STATUS or attempt == ATTEMPTS:
+            if response.status_code not in _RETRY_STATUS or attempt == self.attempts:
                 if response.status_code == 429:
                     raise RegistryError(self._rate_limited(response, what))
                 return response
@@ -157,6 +174,7 @@ class RegistryClient:
                 headers={**headers, **self.auth.header(scope)},
                 stream=True,
                 timeout=TIMEOUT,
+                **self._verify,
             )
             if response.status_code != 401:
                 return response
@@ -176,7 +194,7 @@ class RegistryClient:
         header (when sent) must.
         """
         what = what or f"{self.registry}/{repo}:{reference}"
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             response = self._request(
                 "GET", repo, f"manifests/{reference}", {"Accept": mf.ACCEPT}, what
             )
@@ -194,10 +212,10 @@ class RegistryClient:
                 try:
                     raw = _read_capped(response, MAX_MANIFEST_BYTES, what)
                 except _NETWORK_ERRORS as exc:
-                    if attempt == ATTEMPTS:
+                    if attempt == self.attempts:
                         raise RegistryError(
                             f"{what}: reading the manifest from {self.registry} failed "
-                            f"{ATTEMPTS} times: {_reason(exc)}"
+                            f"{self.attempts} times: {_reason(exc)}"
                         ) from None
                     time.sleep(_backoff(attempt + 1))
                     continue
@@ -245,7 +263,7 @@ class RegistryClient:
         writer = store.resumable_writer(digest, size)
         last_error: object = None
         try:
-            for attempt in range(1, ATTEMPTS + 1):
+            for attempt in range(1, self.attempts + 1):
                 if attempt > 1:
                     time.sleep(_backoff(attempt))
                 headers = {"Accept-Encoding": "identity"}  # the digest is of the bytes sent
@@ -289,7 +307,7 @@ class RegistryClient:
                     writer.restart()
                     last_error = exc
             raise RegistryError(
-                f"{what}: download from {self.registry} failed {ATTEMPTS} times; last error: "
+                f"{what}: download from {self.registry} failed {self.attempts} times; last error: "
                 f"{last_error}. Nothing wrong was stored; run again to resume."
             )
         finally:
@@ -333,20 +351,66 @@ def _snippet(response: requests.Response) -> str:
         return ""
 
 
-class RegistryPool:
-    """One client per registry, created on first use with its URL scheme and credentials."""
+class MirroredClient:
+    """A registry reached through its mirrors first, in order, then itself.
 
-    def __init__(self, scheme_for: Callable[[str], str]) -> None:
-        self._scheme_for = scheme_for
-        self._clients: dict[str, RegistryClient] = {}
+    Content is verified the same way whoever serves it, so a mirror cannot substitute it: a
+    mirror that fails, lacks the content or sends wrong bytes is skipped. Each endpoint gets
+    its own credentials (a mirror never sees the upstream's). A blob partly fetched from one
+    endpoint is resumed from the next.
+    """
+
+    def __init__(self, endpoints: list[RegistryClient]) -> None:
+        self.endpoints = endpoints
+        self.registry = endpoints[-1].registry
+
+    def _each(self, call: Callable[[RegistryClient], Any]) -> Any:
+        skipped = []
+        for endpoint in self.endpoints[:-1]:
+            try:
+                return call(endpoint)
+            except FrozenError as exc:
+                skipped.append(f"mirror {endpoint.base_url}: {exc}")
+        try:
+            return call(self.endpoints[-1])
+        except FrozenError as exc:
+            if skipped:
+                raise type(exc)(f"{exc} (mirrors tried first: {'; '.join(skipped)})") from None
+            raise
+
+    def get_manifest(self, repo: str, reference: str, *, what: str = "") -> Fetched:
+        return self._each(lambda c: c.get_manifest(repo, reference, what=what))
+
+    def head_manifest(self, repo: str, tag: str, *, what: str = "") -> str | None:
+        return self._each(lambda c: c.head_manifest(repo, tag, what=what))
+
+    def fetch_blob(self, repo: str, digest: str, size: int | None, store: Store, **kw: Any) -> Path:
+        return self._each(lambda c: c.fetch_blob(repo, digest, size, store, **kw))
+
+
+class RegistryPool:
+    """One client per registry, created on first use: its URL scheme, CA, credentials and
+    mirrors come from ``settings(registry)``."""
+
+    def __init__(self, settings: Callable[[str], Any]) -> None:
+        self._settings = settings
+        self._clients: dict[str, MirroredClient] = {}
         self._lock = threading.Lock()
 
-    def client(self, registry: str, api_host: str) -> RegistryClient:
+    def client(self, registry: str, api_host: str) -> MirroredClient:
         with self._lock:
             if registry not in self._clients:
-                self._clients[registry] = RegistryClient(
-                    registry,
-                    f"{self._scheme_for(registry)}://{api_host}",
-                    load_credentials(registry),
-                )
+                self._clients[registry] = self._create(registry, api_host)
             return self._clients[registry]
+
+    def _create(self, registry: str, api_host: str) -> MirroredClient:
+        settings = self._settings(registry)
+        ca = str(settings.ca) if settings.ca else None
+        endpoints = []
+        for url in settings.mirrors:
+            host = urlsplit(url).netloc
+            # A mirror that is down should cost little before the next endpoint is tried.
+            endpoints.append(RegistryClient(host, url, load_credentials(host), attempts=2))
+        upstream = f"{settings.scheme}://{api_host}"
+        endpoints.append(RegistryClient(registry, upstream, load_credentials(registry), ca=ca))
+        return MirroredClient(endpoints)

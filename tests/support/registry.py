@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from .process import free_port, stop_process, wait_for_service
 from .tokenserver import TokenServer
@@ -40,7 +42,8 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        scheme = "https" if "tls" in self.config.get("http", {}) else "http"
+        return f"{scheme}://{self.host}"
 
     @property
     def pid(self) -> int:
@@ -68,8 +71,11 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 def _answers(url: str) -> bool:
+    """Whether the registry answers yet (a TLS one is probed without checking its cert)."""
     try:
-        return requests.get(url, timeout=1).status_code in (200, 401)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            return requests.get(url, timeout=1, verify=False).status_code in (200, 401)
     except requests.ConnectionError:
         return False
 
@@ -101,7 +107,9 @@ def start_registry(
             [REGISTRY_BIN, "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT
         )
     host = f"127.0.0.1:{port}"
-    wait_for_service(lambda: _answers(f"http://{host}{_PROBE_URI}"), proc, log_path, "registry")
+    scheme = "https" if "tls" in config["http"] else "http"
+    probe = f"{scheme}://{host}{_PROBE_URI}"
+    wait_for_service(lambda: _answers(probe), proc, log_path, "registry")
     return Registry(proc, host, workdir / "storage", log_path, config)
 
 
@@ -127,3 +135,38 @@ def start_token_registry(
     registry.token_server = server
     registry.users = users
     return registry
+
+
+def start_tls_registry(tmp_dir: Path) -> tuple[Registry, Path]:
+    """A registry serving HTTPS with a self-signed certificate for 127.0.0.1; returns it and
+    the certificate's PEM path (the CA bundle a client must trust)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "frozen-tasks test registry")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    tmp_dir = Path(tmp_dir)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = tmp_dir / "registry.crt", tmp_dir / "registry.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    tls = {"http": {"tls": {"certificate": str(cert_path), "key": str(key_path)}}}
+    return start_registry(tmp_dir, extra=tls), cert_path
