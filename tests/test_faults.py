@@ -225,3 +225,59 @@ def test_head_resolves_tags_and_a_cached_manifest_is_not_fetched(
     project.doit("frozen")
     new = [(s.method, s.path) for s in proxy.seen[before:]]
     assert new == [("HEAD", "/v2/faults/big/manifests/v1")]
+
+
+def test_untrusted_manifests_are_refused_before_touching_the_filesystem(
+    proxy: FaultProxy, image: PushedImage, tmp_path: Path
+) -> None:
+    import json
+
+    from support.images import push_index
+
+    inner = push_index(proxy.upstream, "faults/big", None, [image], fmt="oci")
+    cases = {
+        "path traversal": (lambda m: json.dumps({**m, "layers": [
+            {**m["layers"][0], "digest": "sha256:../../../../etc/passwd"}]}).encode(),
+            "malformed digest"),
+        "oversized": (lambda m: json.dumps({**m, "pad": "x" * (5 << 20)}).encode(),
+                      "manifest larger than 4194304 bytes"),
+        "nested index": (lambda m: json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                           "digest": inner.manifest_digest, "size": len(inner.manifest_bytes),
+                           "platform": {"os": "linux", "architecture": "amd64"}}]}).encode(),
+            "nested indexes are not supported"),
+    }
+    for name, (change, expected) in cases.items():
+
+        def fault(answer: Answer, change=change) -> None:
+            if answer.method != "GET" or "/manifests/" not in answer.path:
+                return
+            if answer.path.endswith("/v1"):  # the tag: rewritten, unverifiable
+                answer.body = change(json.loads(answer.body))
+                answer.headers = {k: v for k, v in answer.headers.items()
+                                  if k.lower() not in ("docker-content-digest", "content-type")}
+                answer.headers["Content-Type"] = json.loads(answer.body).get(
+                    "mediaType", "application/vnd.oci.image.manifest.v1+json")
+
+        proxy.fault = fault
+        project = _project(tmp_path / name.replace(" ", "-"), proxy, image)
+        project.write_images([f"{proxy.host}/faults/big:v1"])
+        result = project.doit("frozen", check=False)
+        text = result.stdout + result.stderr
+        assert result.returncode != 0, name
+        assert expected in text and "Traceback" not in text, (name, text)
+        assert not [p for p in project.root.rglob("*") if "passwd" in p.name]
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    import email.utils
+
+    from frozen_tasks.registry.client import _retry_after
+
+    assert _retry_after({"Retry-After": "7"}) == 7
+    assert _retry_after({}) is None and _retry_after({"Retry-After": "soon"}) is None
+    in_a_minute = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 55 <= _retry_after({"Retry-After": in_a_minute}) <= 61
+    past = email.utils.formatdate(time.time() - 60, usegmt=True)
+    assert _retry_after({"Retry-After": past}) == 0
