@@ -16,6 +16,7 @@ from .errors import (
     RegistryError,
     SpecError,
 )
+from .progress import FrozenReporter
 from .spec import FrozenConfig, ImageSpec, config_from_refs, load_images
 from .tasks import frozen_task_creators
 
@@ -30,6 +31,7 @@ DOIT_CONFIG = {
     "num_process": 4,
     "par_type": "thread",
     "verbosity": 2,
+    "reporter": FrozenReporter,
 }
 
 _creators = frozen_task_creators("images.json")

@@ -35,6 +35,7 @@ from .output import assemble_image, write_output
 from .output.files import write_atomic
 from .output.layout import TOP_FILES
 from .output.tarball import default_mtime, write_tarball
+from .progress import TRACKER
 from .reference import parse_reference
 from .registry import RegistryPool
 from .resolve import record_blobs, resolve_image
@@ -120,7 +121,10 @@ class Freezer:
 
     def fetch_blob(self, digest: str, size: int | None, sources: list[str]) -> dict[str, Any]:
         """Make sure the cache holds the verified blob; return its stat for the up-to-date check."""
-        if not self.store.verify(digest):
+        if self.store.verify(digest):
+            TRACKER.finished(digest, fetched=False)
+        else:
+            TRACKER.fetching(digest)
             errors = []
             for source in sources:
                 ref = parse_reference(source)
@@ -132,7 +136,9 @@ class Freezer:
                         size,
                         self.store,
                         what=f"image {ref.familiar()}, blob {digest}",
+                        progress=lambda count: TRACKER.advance(digest, count),
                     )
+                    TRACKER.finished(digest, fetched=True)
                     break
                 except FrozenError as exc:
                     errors.append(str(exc))
@@ -300,9 +306,17 @@ def frozen_task_creators(
                 continue  # not resolved yet (e.g. `doit list` before a first run)
             specs.append((spec, record))
             for desc in record_blobs(record):
-                entry = blobs.setdefault(desc["digest"], {"size": desc.get("size"), "sources": []})
+                entry = blobs.setdefault(
+                    desc["digest"], {"size": desc.get("size"), "sources": [], "images": []}
+                )
                 if record["ref"] not in entry["sources"]:
                     entry["sources"].append(record["ref"])
+                entry["images"].append(spec.key)
+        TRACKER.plan(
+            fz.config.output,
+            [spec.key for spec, _ in specs],
+            {digest: (entry["size"], entry["images"]) for digest, entry in blobs.items()},
+        )
         yield {
             "basename": basename,
             "name": None,
