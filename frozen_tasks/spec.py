@@ -99,7 +99,16 @@ def default_cache() -> Path:
 
 
 def load_images(path: str | os.PathLike[str]) -> FrozenConfig:
-    """Read and validate an images.json file; raise SpecError naming the file and entry."""
+    """Read and validate an images.json file (format version 1, see README).
+
+    Returns the FrozenConfig: output directory and tarball resolved against the file's
+    directory, images with their platform and tags, registry settings (with
+    ``$FROZEN_MIRRORS`` merged in). Makes no network request.
+
+    Raises:
+        SpecError: the file is missing or not JSON, or an entry is invalid; the message names
+            the file, the entry (``images[2]``) and the fix.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -145,7 +154,12 @@ def parse_config(data: Any, *, source: Path) -> FrozenConfig:
 
 
 def config_from_refs(output: str | os.PathLike[str], refs: Iterable[str]) -> FrozenConfig:
-    """The config ``frozen-download DIR ref...`` means: host platform, default tags."""
+    """The config ``frozen-download DIR ref...`` means: output ``DIR``, host platform, each
+    reference's own familiar name as its tag, no lock file.
+
+    Raises:
+        SpecError: a reference is invalid (the message quotes it), or ``$FROZEN_MIRRORS`` is.
+    """
     specs = _parse_images(list(refs), host_platform(), "<command line>")
     return FrozenConfig(output=Path(output), images=specs, registries=_with_env_mirrors({}))
 
