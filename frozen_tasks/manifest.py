@@ -7,6 +7,7 @@ are small jq programs in one table, as the seed script selected fields with the 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import jq
@@ -14,6 +15,7 @@ import jq
 from .errors import ManifestError
 from .platform import Platform
 from .reference import DIGEST
+from .schema1 import schema1_payload
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -145,3 +147,17 @@ def check_layer(desc: dict[str, Any]) -> str | None:
             "older consumers cannot load it"
         )
     return None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A manifest as received: raw bytes, media type, and its verified ``sha256:`` digest."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+
+    @property
+    def content(self) -> bytes:
+        """The bytes the digest covers: all of them, but a signed schema1's payload only."""
+        return schema1_payload(self.raw) if self.media_type in SCHEMA1_TYPES else self.raw

@@ -164,8 +164,11 @@ class FrozenReporter(ConsoleReporter):
         table.add_column(no_wrap=True)
         table.add_column(no_wrap=True, overflow="ellipsis")
         table.add_row(
-            Text(f"{len(self.tracker.images)} images, blobs {done_blobs}/{snap['count']} "
-                 f"({len(snap['reused'])} cached)", style="bold"),
+            Text(
+                f"{len(self.tracker.images)} images, blobs {done_blobs}/{snap['count']} "
+                f"({len(snap['reused'])} cached)",
+                style="bold",
+            ),
             ProgressBar(total=max(snap["total"], 1), completed=snap["done"], width=20),
             Text(f"{_mib(snap['done'])}/{_mib(snap['total'])} {_mib(rate)}/s {eta}"),
         )

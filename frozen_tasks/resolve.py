@@ -7,14 +7,17 @@ descriptors in order, and warnings to show.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import manifest as mf
 from .errors import ManifestError
-from .registry import Fetched, RegistryClient
+from .manifest import Fetched
 from .schema1 import schema1_layers
 from .spec import ImageSpec
 from .store import Store
+
+if TYPE_CHECKING:  # the wire (and requests) is imported only when something is fetched
+    from .registry import RegistryClient
 
 
 def resolve_image(

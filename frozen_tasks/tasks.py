@@ -37,7 +37,6 @@ from .output.layout import TOP_FILES
 from .output.tarball import default_mtime, write_tarball
 from .progress import TRACKER
 from .reference import parse_reference
-from .registry import RegistryPool
 from .resolve import record_blobs, resolve_image
 from .spec import FrozenConfig, ImageSpec, load_images
 from .store import Store, file_stat
@@ -66,9 +65,20 @@ class Freezer:
         self.lock_file = lock_path(config.source) if config.source else None
         self.lock = read_lock(self.lock_file) if self.lock_file else {}
         self.store = Store(config.cache)
-        self.pool = RegistryPool(config.endpoint)
+        self._pool: Any = None
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> Any:
+        """The registry clients, created on first use: a run with nothing to fetch never
+        imports the network stack (requests), which is most of a no-op run's start-up."""
+        with self._lock:
+            if self._pool is None:
+                from .registry import RegistryPool
+
+                self._pool = RegistryPool(self.config.endpoint)
+            return self._pool
 
     def _state(self, kind: str, spec: ImageSpec) -> Path:
         digest = hashlib.sha256(f"{spec.key}".encode()).hexdigest()[:24]

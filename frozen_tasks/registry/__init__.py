@@ -1,5 +1,6 @@
 """The wire: talking to OCI / Docker registries. Nothing here knows about doit or outputs."""
 
-from .client import Fetched, RegistryClient, RegistryPool
+from ..manifest import Fetched
+from .client import MirroredClient, RegistryClient, RegistryPool
 
-__all__ = ["Fetched", "RegistryClient", "RegistryPool"]
+__all__ = ["Fetched", "MirroredClient", "RegistryClient", "RegistryPool"]

@@ -9,7 +9,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +18,8 @@ import urllib3
 
 from .. import manifest as mf
 from ..errors import AuthError, DigestMismatchError, FrozenError, RegistryError
-from ..schema1 import schema1_digest, schema1_payload
+from ..manifest import Fetched
+from ..schema1 import schema1_digest
 from ..store import CHUNK, Store
 from .auth import Authenticator, load_credentials
 
@@ -57,20 +57,6 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A manifest as received: raw bytes, media type, and its verified ``sha256:`` digest."""
-
-    raw: bytes
-    media_type: str
-    digest: str
-
-    @property
-    def content(self) -> bytes:
-        """The bytes the digest covers: all of them, but a signed schema1's payload only."""
-        return schema1_payload(self.raw) if self.media_type in mf.SCHEMA1_TYPES else self.raw
 
 
 class RegistryClient:
