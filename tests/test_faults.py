@@ -193,8 +193,8 @@ def test_stalled_body_is_retried(proxy: FaultProxy, image: PushedImage, tmp_path
     project = _project(tmp_path, proxy, image)
     project.doit("frozen")
     _cached_ok(project, image)
-    ranges = [s.range for s in proxy.requests_for(_layer(image))]
-    assert len(ranges) == 2 and ranges[1] is not None and ranges[1].startswith("bytes=")
+    # Retried once; what a timed-out read had buffered (under one 4 MiB chunk) is fetched again.
+    assert len(proxy.requests_for(_layer(image))) == 2
 
 
 def test_longer_body_is_cut_off_and_never_stored(
