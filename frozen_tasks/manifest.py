@@ -6,6 +6,7 @@ are small jq programs in one table, as the seed script selected fields with the 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,12 @@ JQ_PROGRAMS: dict[str, str] = {
     ' | [.os, .architecture, .variant // empty] | join("/")] | unique',
     "select_platform": _NORM + "[.manifests[] | select((.platform // {} | norm) == $want)] | first",
 }
-_COMPILED = {name: jq.compile(prog) for name, prog in JQ_PROGRAMS.items() if "$" not in prog}
+
+
+@functools.cache
+def _program(name: str) -> Any:
+    """A jq program of the table, compiled on first use (a no-op run compiles none)."""
+    return jq.compile(JQ_PROGRAMS[name])
 
 
 def media_type_of(raw: bytes, content_type: str | None) -> str:
@@ -91,10 +97,10 @@ def parse_json(raw: bytes, what: str) -> dict[str, Any]:
 
 def children(manifest: dict[str, Any], media_type: str) -> list[dict[str, Any]]:
     """The descriptors a manifest points at, each checked to have a valid digest and size."""
-    if media_type not in _COMPILED:
+    if media_type not in INDEX_TYPES | IMAGE_TYPES | SCHEMA1_TYPES:
         raise ManifestError(f"unsupported manifest media type {media_type!r}")
     try:
-        descriptors = _COMPILED[media_type].input_value(manifest).first()
+        descriptors = _program(media_type).input_value(manifest).first()
     except ValueError as exc:
         raise ManifestError(f"malformed {media_type} manifest: {exc}") from None
     for desc in descriptors:
@@ -119,7 +125,7 @@ def select_platform(index: dict[str, Any], media_type: str, platform: Platform) 
     program = jq.compile(JQ_PROGRAMS["select_platform"], args={"want": platform.normalized()})
     found = program.input_value(index).first()
     if found is None:
-        available = _COMPILED["platforms"].input_value(index).first()
+        available = _program("platforms").input_value(index).first()
         raise ManifestError(
             f"no manifest for platform {platform} in this index; it has: "
             f'{", ".join(available) or "no platform entries"}. Set "platform" for this image '
