@@ -200,7 +200,9 @@ def test_streams_without_holding_files_in_memory(tmp_path: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 8 << 20, peak
+    from frozen_tasks.store import CHUNK
+
+    assert peak < 3 * CHUNK < 64 << 20, peak  # a few copy buffers, not the 64 MiB file
     assert (tmp_path / "big.tar").stat().st_size > 64 << 20
 
 
