@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from support.dockerd import DockerDaemon, start_dockerd
 from support.images import PushedImage, push_hello_image
+from support.proxy import FaultProxy
 from support.registry import (
     BASIC_USERS,
     Registry,
@@ -57,6 +58,16 @@ def token_registry(tmp_path: Path) -> Iterator[Registry]:
 def hello_image(registry: Registry) -> PushedImage:
     """hello:1 in `registry`: busybox, Docker schema2, Cmd echoing images.HELLO_MESSAGE."""
     return push_hello_image(registry.url)
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy (support.proxy) in front of `registry`."""
+    server = FaultProxy(registry.url).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ and never a wrong blob in the cache."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ def image(registry: Registry) -> PushedImage:
 
     data = random.Random(7).randbytes(2 << 20)
     return push_image(registry.url, "faults/big", "v1", [make_layer({"data.bin": data})])
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    server = FaultProxy(registry.url).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _project(tmp_path: Path, proxy: FaultProxy, image: PushedImage, **env: str) -> Project:

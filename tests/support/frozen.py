@@ -50,19 +50,17 @@ class Project:
 
     def doit(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run `doit ARGS` in the project dir; with check, fail showing its output."""
-        result = subprocess.run([sys.executable, "-m", "doit", *args], cwd=self.root,
-                                env=self.env, capture_output=True, text=True, timeout=600)
-        if check and result.returncode != 0:
-            raise AssertionError(f"doit {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
-        return result
+        return self._run("doit", ["-m", "doit", *args], check)
 
     def download(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the seed-compatible `frozen-download ARGS`."""
-        result = subprocess.run([sys.executable, "-m", "frozen_tasks.cli", *args], cwd=self.root,
-                                env=self.env, capture_output=True, text=True, timeout=600)
+        return self._run("frozen-download", ["-m", "frozen_tasks.cli", *args], check)
+
+    def _run(self, name: str, argv: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, *argv], cwd=self.root, env=self.env,
+                                capture_output=True, text=True, timeout=600)
         if check and result.returncode != 0:
-            raise AssertionError(f"frozen-download failed ({result.returncode}):\n"
+            raise AssertionError(f"{name} {' '.join(argv[2:])} failed ({result.returncode}):\n"
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
