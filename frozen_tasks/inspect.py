@@ -24,7 +24,6 @@ import json
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -779,9 +778,3 @@ def verify_output(path: str | os.PathLike[str]) -> VerifyResult:
     """Verify an output directory or a plain tar of one, end to end."""
     with open_source(path) as source:
         return verify_source(source)
-
-
-def iter_problem_lines(result: VerifyResult) -> Iterator[str]:
-    """One line per problem, for a person (or a CI log)."""
-    for problem in result.problems:
-        yield str(problem)
