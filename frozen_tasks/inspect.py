@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import FrozenError
+from .output import TOP_FILES
 from .output.image import legacy_layer_ids
 from .reference import DIGEST, parse_reference
 
@@ -42,7 +43,6 @@ MANIFEST_TYPES = frozenset(
         "application/vnd.docker.distribution.manifest.v2+json",
     }
 )
-TOP_FILES = ("manifest.json", "index.json", "oci-layout", "repositories")
 _HEX64 = frozenset("0123456789abcdef")
 
 

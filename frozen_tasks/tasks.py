@@ -31,10 +31,8 @@ from doit.tools import config_changed
 
 from .errors import FrozenError
 from .lock import lock_entry, lock_path, locked_digest, read_lock, write_lock
-from .output import assemble_image, write_output
+from .output import TOP_FILES
 from .output.files import write_atomic
-from .output.layout import TOP_FILES
-from .output.tarball import default_mtime, write_tarball
 from .progress import TRACKER
 from .reference import parse_reference
 from .resolve import record_blobs, resolve_image
@@ -162,6 +160,8 @@ class Freezer:
             raise FrozenError(
                 f"image {spec.key}: its resolve task has not run; run the whole 'frozen' task"
             )
+        from .output.image import assemble_image
+
         stamp = assemble_image(self.config.output, record, list(spec.tags), self.store)
         for warning in stamp["warnings"]:
             self.warn(f"image {spec.key}: {warning}")
@@ -169,6 +169,8 @@ class Freezer:
 
     def write_output(self, specs: list[ImageSpec]) -> dict[str, Any]:
         stamps = [json.loads(self.stamp_path(spec).read_text()) for spec in specs]
+        from .output.layout import write_output
+
         self.config.output.mkdir(parents=True, exist_ok=True)
         write_output(self.config.output, stamps)
         return _target_stats([self.config.output / name for name in TOP_FILES])
@@ -177,6 +179,8 @@ class Freezer:
         """Pack the output; print and record (``<tarball>.sha256``) the tar's digest."""
         tarball = self.config.tarball
         assert tarball is not None
+        from .output.tarball import write_tarball
+
         digest = write_tarball(self.config.output, tarball)
         write_atomic(
             tarball.with_name(tarball.name + ".sha256"), f"{digest[7:]}  {tarball.name}\n".encode()
@@ -246,6 +250,12 @@ class OutputIntact:
             return False
         out = self.freezer.config.output
         return all(file_stat(out / rel) == stat for rel, stat in stamp["files"].items())
+
+
+def _tar_mtime() -> int:
+    from .output.tarball import default_mtime
+
+    return default_mtime()
 
 
 def _unsynced_doit_state() -> None:
@@ -400,7 +410,7 @@ def frozen_task_creators(
                 + [str(fz.stamp_path(spec)) for spec in done],
                 "task_dep": [f"{basename}:output"],
                 "targets": [str(tarball), str(tarball.with_name(tarball.name + ".sha256"))],
-                "uptodate": [config_changed({"mtime": default_mtime()}), _targets_unchanged],
+                "uptodate": [config_changed({"mtime": _tar_mtime()}), _targets_unchanged],
                 "clean": True,
             }
         if fz.lock_file:

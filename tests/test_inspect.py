@@ -279,7 +279,7 @@ def test_errors_are_one_line(frozen: Frozen, tmp_path: Path) -> None:
                              "`doit frozen`?\n")
     problems = _problems(_cli("verify", empty))
     assert [p.split(":")[0] for p in problems] == [
-        f"{empty}/{name}" for name in ("manifest.json", "index.json", "oci-layout", "repositories")
+        f"{empty}/{name}" for name in ("manifest.json", "repositories", "index.json", "oci-layout")
     ]
 
 

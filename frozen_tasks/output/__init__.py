@@ -1,11 +1,11 @@
-"""Writers of the output directory: per-image files, then the top-level indexes.
+"""Writers of the output directory: per-image files (``image``), then the top-level indexes
+(``layout``), and the reproducible tar of it all (``tarball``).
 
 One directory serves every consumer: ``manifest.json`` + ``repositories`` + legacy
 ``<id>/{VERSION,json,layer.tar}`` (docker load, old daemons) and an OCI image layout
 (``oci-layout``, ``index.json``, ``blobs/sha256/``: skopeo, podman, containerd, docker ≥ 25).
+The submodules are imported where they are used: a run with nothing to write needs none.
 """
 
-from .image import assemble_image
-from .layout import write_output
-
-__all__ = ["assemble_image", "write_output"]
+#: The top-level files every output directory has.
+TOP_FILES = ("manifest.json", "repositories", "index.json", "oci-layout")

@@ -11,7 +11,6 @@ from typing import Any
 from .. import manifest as mf
 from .files import write_atomic
 
-TOP_FILES = ("manifest.json", "repositories", "index.json", "oci-layout")
 _OURS = re.compile(r"[a-f0-9]{64}")
 
 
