@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +52,25 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
             hasher.update(chunk)
             size += len(chunk)
     return "sha256:" + hasher.hexdigest(), size
+
+
+def _verified_marker(path: Path) -> Path:
+    return path.with_name(f".{path.name}.verified")
+
+
+def _remember_verified(path: Path) -> None:
+    """Record the stat a blob had when its digest was checked (beside it, as a dotfile)."""
+    marker = _verified_marker(path)
+    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(json.dumps(file_stat(path)))
+    os.replace(tmp, marker)
+
+
+def _verified_stat(path: Path) -> list[int] | None:
+    try:
+        return json.loads(_verified_marker(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 @dataclass
@@ -121,6 +142,8 @@ class BlobWriter:
             pass
         except OSError:
             os.replace(self.partial, self.final)
+        else:
+            _remember_verified(self.final)
         self.discard()
         return self.final
 
@@ -205,11 +228,20 @@ class Store:
         return self.path(digest).read_bytes()
 
     def verify(self, digest: str) -> bool:
-        """Re-hash a stored blob; remove it and return False if it is not what its name says."""
+        """Whether the stored blob is what its name says; a wrong one is removed (False).
+
+        A blob still having the (size, mtime, inode) recorded when it was verified is not read
+        again (so a new project sharing a full cache does not re-hash it); any other is
+        re-hashed once.
+        """
         path = self.path(digest)
-        if not path.is_file():
+        stat = file_stat(path)
+        if stat is None:
             return False
+        if stat == _verified_stat(path):
+            return True
         if sha256_file(path)[0] == digest:
+            _remember_verified(path)
             return True
         path.unlink()
         return False

@@ -65,7 +65,7 @@ def test_corrupted_blob_is_never_stored_and_a_clean_rerun_succeeds(
     gets = proxy.requests_for(layer)
     assert len(gets) > 1, "a bad body is retried"
     assert not _cached(project, layer).exists()
-    partials = list((project.cache / "blobs" / "sha256").glob("*.partial"))
+    partials = list((project.cache / "blobs" / "sha256").glob(".*.partial"))
     assert partials == [], "no partial file is left behind"
 
     proxy.fault = None
@@ -95,3 +95,30 @@ def test_a_corrupted_cache_blob_is_detected_and_fetched_again(
     assert sha256_file(_cached(project, image.layer_digests[0]))[0] == image.layer_digests[0]
     output = project.root / "frozen" / "blobs" / "sha256" / image.layer_digests[0][7:]
     assert sha256_file(output)[0] == image.layer_digests[0]
+
+
+def test_a_verified_blob_is_not_hashed_again_by_another_project(
+    registry: Registry, image: PushedImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new project sharing a full cache trusts blobs whose recorded stat holds."""
+    import frozen_tasks.store as store_module
+    from frozen_tasks.store import Store
+
+    first = Project(tmp_path / "first")
+    first.write_images([f"{registry.host}/verify/hello:1@{image.manifest_digest}"])
+    first.doit("frozen")
+    store = Store(first.cache)
+    hashed: list[str] = []
+    real = store_module.sha256_file
+
+    def counting(path):
+        hashed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(store_module, "sha256_file", counting)
+    assert all(store.verify(d) for d in [image.config_digest, *image.layer_digests])
+    assert hashed == [], "verified at write time: not read again"
+    layer = store.path(image.layer_digests[0])
+    layer.write_bytes(layer.read_bytes())  # same bytes, new mtime: checked once more
+    assert store.verify(image.layer_digests[0]) and len(hashed) == 1
+    assert store.verify(image.layer_digests[0]) and len(hashed) == 1
