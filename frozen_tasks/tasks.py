@@ -211,6 +211,11 @@ class RecordCurrent:
     def __init__(self, freezer: Freezer, spec: ImageSpec) -> None:
         self.freezer, self.spec = freezer, spec
 
+    def __repr__(self) -> str:  # what `doit info` shows
+        want = locked_digest(self.freezer.lock, self.spec)
+        pin = f"pinned to {want}" if want else "a tag, not locked yet: resolved again"
+        return f"<record of {self.spec.key} for {self.spec.platform}, {pin}>"
+
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
         want = locked_digest(self.freezer.lock, self.spec)
         record = self.freezer.read_record(self.spec)
@@ -242,6 +247,9 @@ class OutputIntact:
 
     def __init__(self, freezer: Freezer, spec: ImageSpec) -> None:
         self.freezer, self.spec = freezer, spec
+
+    def __repr__(self) -> str:  # what `doit info` shows
+        return f"<files of {self.spec.key} in {self.freezer.config.output} unchanged>"
 
     def __call__(self, task: Any, values: dict[str, Any]) -> bool:
         try:
