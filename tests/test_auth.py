@@ -283,3 +283,30 @@ def test_authorization_not_sent_to_redirect_host(
     assert fetched == sorted([image.config_digest, *image.layer_digests])
     assert [auth for _, auth in storage_log] == [None] * len(storage_log)
     assert _repo_tags(project) == [[f"{api.host}/redirect/hello:1"]]
+
+
+def test_token_renewed_on_expiry_and_on_401(token_registry: Registry, tmp_path: Path) -> None:
+    """An expired token is not sent; a token the registry refuses is replaced by a new one."""
+    from frozen_tasks.registry.client import RegistryClient
+    from frozen_tasks.store import Store
+
+    image = push_hello_image(token_registry.url, "pub/renew", "1",
+                             session=registry_session(("alice", "secret")))
+    client = RegistryClient(token_registry.host, token_registry.url)
+    scope = "repository:pub/renew:pull"
+    server = token_registry.token_server
+    before = len(server.requests)
+    client.get_manifest("pub/renew", image.manifest_digest)
+    assert len(server.requests) == before + 1 and client.auth.header(scope)
+
+    token, _ = client.auth._tokens[scope]
+    client.auth._tokens[scope] = (token, 0.0)  # as if its lifetime had run out
+    assert client.auth.header(scope) == {}, "an expired token is not sent"
+    client.get_manifest("pub/renew", image.manifest_digest)
+    assert len(server.requests) == before + 2
+
+    client.auth._tokens[scope] = ("not-a-token", float("inf"))  # the registry will refuse it
+    store = Store(tmp_path / "cache")
+    client.fetch_blob("pub/renew", image.config_digest, len(image.config_bytes), store)
+    assert store.has(image.config_digest)
+    assert len(server.requests) == before + 3, "renewed once after the 401"
