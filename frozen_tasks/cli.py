@@ -10,6 +10,7 @@ from doit.doit_cmd import DoitMain
 
 from . import DOIT_CONFIG
 from .errors import SpecError
+from .progress import TRACKER
 from .spec import config_from_refs
 from .tasks import frozen_task_creators
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         **frozen_task_creators(config),
         "DOIT_CONFIG": {**DOIT_CONFIG, "dep_file": str(config.state_dir / "doit.db")},
     }
+    TRACKER.load_hint = False
     code = DoitMain(ModuleTaskLoader(namespace)).run(["frozen"])
     if code == 0:
         print(f"Download of images into '{directory}' complete.")

@@ -40,6 +40,7 @@ class Tracker:
     images: list[str] = field(default_factory=list)
     blobs: dict[str, _Blob] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    load_hint: bool = True  # frozen-download ends with the seed's own hint instead
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def plan(
@@ -107,7 +108,7 @@ def summary(tracker: Tracker) -> str:
         f"({_mib(fetched)}, {_mib(fetched / elapsed)}/s), {len(snap['reused'])} reused "
         f"from the cache, in {elapsed:.1f} s"
     )
-    if tracker.output is not None:
+    if tracker.output is not None and tracker.load_hint:
         text += (
             f"\n  output: {tracker.output}\n  load it: tar -cC '{tracker.output}' . | docker load"
         )
