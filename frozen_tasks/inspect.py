@@ -19,7 +19,6 @@ size. Hard links (``tar -cC out .`` stores the second name of an inode as one) a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -32,8 +31,9 @@ from .errors import FrozenError
 from .output import TOP_FILES
 from .output.image import legacy_layer_ids
 from .reference import DIGEST, parse_reference
+from .store import sha256_stream
 
-CHUNK = 1 << 20  # bytes hashed at a time
+HASH_CHUNK = 1 << 20  # bytes hashed at a time: verify holds one chunk per blob
 MAX_JSON = 32 << 20  # larger "JSON" files (manifests, configs, indexes) are refused unread
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -234,14 +234,6 @@ def _read_json(source: Source, rel: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Unreadable(f"not valid JSON ({exc})") from None
-
-
-def _hash(stream: IO[bytes]) -> tuple[str, int]:
-    hasher, size = hashlib.sha256(), 0
-    while chunk := stream.read(CHUNK):
-        hasher.update(chunk)
-        size += len(chunk)
-    return "sha256:" + hasher.hexdigest(), size
 
 
 def _platform(config: Any) -> str | None:
@@ -447,7 +439,7 @@ class _Verifier:
             key = self.source.identity(rel)
             if key not in self._hashes:
                 with self.source.open(rel) as stream:
-                    self._hashes[key] = _hash(stream)
+                    self._hashes[key] = sha256_stream(stream, HASH_CHUNK)
             return self._hashes[key]
         except (OSError, tarfile.TarError, EOFError) as exc:
             self.problem(rel, f"cannot be read ({exc})")

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import DigestMismatchError, ManifestError
 from .reference import DIGEST
@@ -43,15 +43,21 @@ def file_stat(path: str | os.PathLike[str]) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """(``sha256:``-digest, size in bytes) of a file, read in chunks."""
+def sha256_stream(stream: BinaryIO, chunk_size: int = CHUNK) -> tuple[str, int]:
+    """(``sha256:``-digest, size in bytes) of what is left in a binary stream, read
+    ``chunk_size`` bytes at a time."""
     hasher = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
+    while chunk := stream.read(chunk_size):
+        hasher.update(chunk)
+        size += len(chunk)
     return "sha256:" + hasher.hexdigest(), size
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(``sha256:``-digest, size in bytes) of a file."""
+    with open(path, "rb") as f:
+        return sha256_stream(f)
 
 
 def _verified_marker(path: Path) -> Path:
