@@ -164,8 +164,8 @@ def config_from_refs(output: str | os.PathLike[str], refs: Iterable[str]) -> Fro
     return FrozenConfig(output=Path(output), images=specs, registries=_with_env_mirrors({}))
 
 
-def _registry_name(host: str, at: str) -> str:
-    """``index.docker.io`` → ``docker.io``: the name references resolve to."""
+def _registry_name(host: str) -> str:
+    """``index.docker.io`` → ``docker.io``: the name references resolve to ("" if invalid)."""
     try:
         return parse_reference(f"{host}/x").registry if "/" not in host else ""
     except InvalidReferenceError:
@@ -192,7 +192,7 @@ def env_mirrors() -> dict[str, tuple[str, ...]]:
     for item in filter(None, os.environ.get(MIRRORS_ENV, "").split(";")):
         host, sep, urls = item.partition("=")
         at = f"${MIRRORS_ENV} entry {item!r}"
-        name = _registry_name(host.strip(), at)
+        name = _registry_name(host.strip())
         if not sep or not name:
             raise SpecError(
                 f"{at}: write it as host=url[,url...], e.g. docker.io=http://mirror.ci:5000"
@@ -207,7 +207,7 @@ def _parse_registries(value: Any, where: str, base: Path) -> dict[str, RegistryC
     result = {}
     for host, settings in value.items():
         at = f"{where}: registries[{host!r}]"
-        name = _registry_name(host, at)
+        name = _registry_name(host)
         if not name:
             raise SpecError(f"{at}: {host!r} is not a registry host[:port]")
         if not isinstance(settings, dict):
