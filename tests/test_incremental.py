@@ -65,13 +65,19 @@ def test_changing_one_image_fetches_only_new_blobs(
     assert manifest[1]["Config"] == f"blobs/sha256/{v2.config_digest[7:]}"
 
 
+def _frozen(registry: Registry, image: PushedImage, tmp_path: Path) -> Project:
+    """A project that has frozen `image` (pinned) once."""
+    project = Project(tmp_path)
+    project.write_images([f"{registry.host}/incr/app:{image.tag}@{image.manifest_digest}"])
+    project.doit("frozen")
+    return project
+
+
 def test_deleted_output_file_is_restored(
     registry: Registry, versions: tuple[PushedImage, PushedImage], tmp_path: Path
 ) -> None:
     v1, _ = versions
-    project = Project(tmp_path)
-    project.write_images([f"{registry.host}/incr/app:v1@{v1.manifest_digest}"])
-    project.doit("frozen")
+    project = _frozen(registry, v1, tmp_path)
     victim = project.output / "blobs" / "sha256" / v1.layer_digests[2][7:]
     victim.unlink()
     before = len(registry.request_log())
@@ -128,9 +134,7 @@ def test_hand_edited_manifest_json_is_rewritten(
     registry: Registry, versions: tuple[PushedImage, PushedImage], tmp_path: Path
 ) -> None:
     v1, _ = versions
-    project = Project(tmp_path)
-    project.write_images([f"{registry.host}/incr/app:v1@{v1.manifest_digest}"])
-    project.doit("frozen")
+    project = _frozen(registry, v1, tmp_path)
     manifest = project.output / "manifest.json"
     good = manifest.read_bytes()
     manifest.write_text("[]")
