@@ -363,3 +363,17 @@ def test_podman_default_auth_file(basic_registry: Registry, tmp_path: Path) -> N
     auth_file.write_text(json.dumps({"auths": {host: _auth(USER, PASSWORD)}}))
 
     _pulled(_project(tmp_path / "p", ref), ref)
+
+
+def test_netrc_is_not_consulted(
+    token_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests would send a ~/.netrc entry's Basic auth in place of the registry's token;
+    credentials come from the docker config only."""
+    host, ref = token_registry.host, _private(token_registry)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {host.split(':')[0]} login {USER} password {LEAK}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+
+    _pulled(_project(tmp_path / "p", ref, {"auths": {host: _auth(USER, PASSWORD)}}), ref)

@@ -86,6 +86,10 @@ class RegistryClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            # Credentials come from the docker config only. Without a session auth, requests
+            # would look in ~/.netrc on every request (and import netrc), and a netrc entry
+            # would replace the registry's Authorization header with its own Basic auth.
+            session.auth = _header_auth_only
         return session
 
     def _request(
@@ -301,6 +305,12 @@ class RegistryClient:
                 writer.keep()
             elif not writer.file.closed:
                 writer.discard()
+
+
+def _header_auth_only(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A requests auth that leaves the request as it is: the Authorization header, if any,
+    is the one the Authenticator set."""
+    return request
 
 
 def _range_starts_at(response: requests.Response, offset: int) -> bool:
