@@ -11,12 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import jq
-
 from .errors import ManifestError
 from .platform import Platform
 from .reference import DIGEST
-from .schema1 import schema1_payload
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -65,7 +62,9 @@ JQ_PROGRAMS: dict[str, str] = {
 
 @functools.cache
 def _program(name: str) -> Any:
-    """A jq program of the table, compiled on first use (a no-op run compiles none)."""
+    """A jq program of the table, compiled on first use (a no-op run imports no jq)."""
+    import jq
+
     return jq.compile(JQ_PROGRAMS[name])
 
 
@@ -119,6 +118,8 @@ def check_descriptor(desc: Any, where: str) -> None:
 
 def select_platform(index: dict[str, Any], media_type: str, platform: Platform) -> dict[str, Any]:
     """The index entry for ``platform``; ManifestError listing the platforms there are if none."""
+    import jq
+
     children(index, media_type)
     program = jq.compile(JQ_PROGRAMS["select_platform"], args={"want": platform.normalized()})
     found = program.input_value(index).first()
@@ -164,4 +165,8 @@ class Fetched:
     @property
     def content(self) -> bytes:
         """The bytes the digest covers: all of them, but a signed schema1's payload only."""
-        return schema1_payload(self.raw) if self.media_type in SCHEMA1_TYPES else self.raw
+        if self.media_type not in SCHEMA1_TYPES:
+            return self.raw
+        from .schema1 import schema1_payload
+
+        return schema1_payload(self.raw)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform as _platform
+import os
 import re
 from dataclasses import dataclass
 
@@ -56,5 +56,6 @@ def parse_platform(text: str) -> Platform:
 
 def host_platform() -> Platform:
     """``linux/`` + this machine's architecture, as docker picks by default."""
-    arch, variant = _MACHINE_TO_ARCH.get(_platform.machine().lower(), (_platform.machine(), None))
+    machine = os.uname().machine  # what platform.machine() returns, without importing it
+    arch, variant = _MACHINE_TO_ARCH.get(machine.lower(), (machine, None))
     return Platform("linux", arch, variant)

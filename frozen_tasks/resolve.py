@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from . import manifest as mf
 from .errors import ManifestError
 from .manifest import Fetched
-from .schema1 import schema1_layers
 from .spec import ImageSpec
 from .store import Store
 
@@ -66,6 +65,8 @@ def resolve_image(
     }
     try:
         if signed:
+            from .schema1 import schema1_layers
+
             record["layers"] = [
                 {"digest": layer.digest, "mediaType": mf.DOCKER_LAYER_GZIP, "size": None}
                 for layer in schema1_layers(body)

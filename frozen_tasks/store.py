@@ -11,20 +11,34 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DigestMismatchError, ManifestError
 from .reference import DIGEST
 
-#: Hashes chunks while the downloading threads write them (see BlobWriter.write).
-_HASHERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frozen-sha256")
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
 CHUNK = 4 << 20  # bytes read, hashed and written at a time (4 MiB measured fastest here)
+
+
+_hashers: ThreadPoolExecutor | None = None
+_hashers_lock = threading.Lock()
+
+
+def _hasher_pool() -> ThreadPoolExecutor:
+    """The threads that hash chunks while the downloading threads write them (see
+    BlobWriter.write); started on first use, so a run that writes nothing starts none."""
+    global _hashers
+    with _hashers_lock:
+        if _hashers is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _hashers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frozen-sha256")
+        return _hashers
 
 
 def blob_relpath(digest: str) -> str:
@@ -79,6 +93,22 @@ def _verified_stat(path: Path) -> list[int] | None:
         return None
 
 
+def _link_into_place(verified: Path, final: Path) -> None:
+    """Give a verified file its final name in the cache.
+
+    First writer wins: a blob already in place is verified content and keeps its inode, so
+    links made to it (and stats recorded of it) stay valid.
+    """
+    os.chmod(verified, 0o644)  # mkstemp's 0600 would follow the hard links into outputs
+    try:
+        os.link(verified, final)
+    except FileExistsError:
+        return
+    except OSError:
+        os.replace(verified, final)
+    _remember_verified(final)
+
+
 @dataclass
 class BlobWriter:
     """A blob being written: hashes each chunk, then ``commit`` verifies and links it in place.
@@ -108,7 +138,7 @@ class BlobWriter:
         # measured, this is what lets one download go faster than hash-then-write. One chunk
         # in flight keeps the updates in order.
         self._hashed()
-        self._hashing = _HASHERS.submit(self.hasher.update, chunk)
+        self._hashing = _hasher_pool().submit(self.hasher.update, chunk)
         self.file.write(chunk)
 
     def _hashed(self) -> None:
@@ -139,17 +169,7 @@ class BlobWriter:
         actual = "sha256:" + self.hasher.hexdigest()
         if actual != self.digest:
             raise DigestMismatchError(f"blob {self.digest}: content hashes to {actual}")
-        os.chmod(self.partial, 0o644)  # mkstemp's 0600 would follow the hard links into outputs
-        # First writer wins: a blob already in place is verified content and keeps its inode,
-        # so links made to it (and stats recorded of it) stay valid.
-        try:
-            os.link(self.partial, self.final)
-        except FileExistsError:
-            pass
-        except OSError:
-            os.replace(self.partial, self.final)
-        else:
-            _remember_verified(self.final)
+        _link_into_place(self.partial, self.final)
         self.discard()
         return self.final
 
@@ -183,6 +203,8 @@ class Store:
         """Start writing a blob; call ``commit()`` on success and ``discard()`` on failure."""
         final = self.path(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
         fd, partial = tempfile.mkstemp(
             prefix=f".{final.name}.", suffix=".partial", dir=final.parent
         )
@@ -212,23 +234,22 @@ class Store:
             writer.restart()
         return writer
 
-    def write_chunks(self, digest: str, size: int | None, chunks: Iterable[bytes]) -> Path:
-        """Store a blob from an iterable of byte chunks, verified; nothing stays on failure."""
-        writer = self.open_writer(digest, size)
-        try:
-            for chunk in chunks:
-                writer.write(chunk)
-            return writer.commit()
-        except BaseException:
-            writer.discard()
-            raise
-
     def put_bytes(self, digest: str, data: bytes) -> Path:
         """Store small content (manifests, configs) held in memory, verified."""
         path = self.path(digest)
         if path.is_file():
             return path
-        return self.write_chunks(digest, len(data), [data])
+        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise DigestMismatchError(f"blob {digest}: content hashes to {actual}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_bytes(data)
+            _link_into_place(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
 
     def read_bytes(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()

@@ -18,11 +18,17 @@ def _temp_beside(path: Path) -> Path:
 def link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` the same content as ``src``: a hard link where the filesystem allows."""
     try:
-        if os.path.samefile(src, dst):
-            return
+        os.link(src, dst)  # a new file, the usual case: one system call
+        return
     except FileNotFoundError:
-        pass
-    dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.parent.mkdir(parents=True, exist_ok=True)  # (a missing src fails again below)
+    except FileExistsError:
+        with contextlib.suppress(FileNotFoundError):  # dst may be a dangling symlink
+            if os.path.samefile(src, dst):
+                return
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
     tmp = _temp_beside(dst)
     try:
         os.link(src, tmp)
