@@ -22,7 +22,8 @@ from .reference import DIGEST
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-CHUNK = 4 << 20  # bytes read, hashed and written at a time (4 MiB measured fastest here)
+CHUNK = 4 << 20  # bytes read and hashed at a time (4 MiB measured fastest here)
+WRITE_PIECE = 256 << 10  # bytes per write() call (see BlobWriter.write)
 
 
 _hashers: ThreadPoolExecutor | None = None
@@ -139,7 +140,13 @@ class BlobWriter:
         # in flight keeps the updates in order.
         self._hashed()
         self._hashing = _hasher_pool().submit(self.hasher.update, chunk)
-        self.file.write(chunk)
+        # Written in pieces, not in one call: the page cache sizes its folios by the write, and
+        # large folios were much slower to fill here (on a VM whose free memory goes back to
+        # the host). Measured: 512 MiB written as 4 MiB writes took 0.8-1.0 s of kernel time,
+        # as 64-256 KiB writes 0.3-0.45 s; a cold W3 went from 1.34 s to 1.02 s.
+        view = memoryview(chunk)
+        for start in range(0, len(view), WRITE_PIECE):
+            self.file.write(view[start : start + WRITE_PIECE])
 
     def _hashed(self) -> None:
         """Wait for the chunk being hashed, if any."""
