@@ -285,6 +285,124 @@ def _unsynced_doit_state() -> None:
 # -- creators ------------------------------------------------------------------------------
 
 
+def _resolve_tasks(fz: Freezer, basename: str) -> Iterator[TaskDict]:
+    """Resolve each image's reference to its platform manifest (network for tags only)."""
+    _unsynced_doit_state()
+    yield {
+        "basename": f"{basename}_resolve",
+        "name": None,
+        "doc": "resolve image references to manifests",
+    }
+    for spec in fz.config.images:
+        yield {
+            "basename": f"{basename}_resolve",
+            "name": spec.key,
+            "doc": f"resolve {spec.ref} for {spec.platform}",
+            "actions": [(_failing_clearly(fz.resolve_locked), [spec])],
+            "targets": [str(fz.record_path(spec))],
+            "uptodate": [RecordCurrent(fz, spec)],
+            "clean": True,
+        }
+    if fz.lock_file:
+        yield {
+            "basename": f"{basename}_lock",
+            "doc": f"re-resolve tags, rewrite {fz.lock_file.name}, say what moved",
+            "actions": [_failing_clearly(fz.relock)],
+            "uptodate": [False],
+        }
+
+
+def _freeze_tasks(fz: Freezer, basename: str) -> Iterator[TaskDict]:
+    """Fetch blobs, assemble images, write the output directory."""
+    specs, blobs = [], {}
+    for spec in fz.config.images:
+        record = fz.read_record(spec)
+        if record is None:
+            continue  # not resolved yet (e.g. `doit list` before a first run)
+        specs.append((spec, record))
+        for desc in record_blobs(record):
+            entry = blobs.setdefault(
+                desc["digest"], {"size": desc.get("size"), "sources": [], "images": []}
+            )
+            if record["ref"] not in entry["sources"]:
+                entry["sources"].append(record["ref"])
+            entry["images"].append(spec.key)
+    TRACKER.plan(
+        fz.config.output,
+        [spec.key for spec, _ in specs],
+        {digest: (entry["size"], entry["images"]) for digest, entry in blobs.items()},
+    )
+    yield {
+        "basename": basename,
+        "name": None,
+        "doc": f"freeze the images into {fz.config.output}",
+    }
+    for digest, entry in blobs.items():
+        yield {
+            "basename": basename,
+            "name": f"blob/{digest[7:]}",
+            "doc": f"fetch {digest} into the cache",
+            "actions": [
+                (_failing_clearly(fz.fetch_blob), [digest, entry["size"], entry["sources"]])
+            ],
+            "targets": [str(fz.store.path(digest))],
+            "uptodate": [_targets_unchanged],
+        }
+    for spec, record in specs:
+        yield {
+            "basename": basename,
+            "name": f"image/{spec.key}",
+            "doc": f"write {spec.key} into {fz.config.output}",
+            "actions": [(_failing_clearly(fz.assemble), [spec])],
+            "file_dep": [str(fz.record_path(spec))],
+            "task_dep": [f"{basename}:blob/{d['digest'][7:]}" for d in record_blobs(record)],
+            "targets": [str(fz.stamp_path(spec))],
+            "uptodate": [
+                config_changed({"tags": list(spec.tags), "output": str(fz.config.output)}),
+                OutputIntact(fz, spec),
+            ],
+        }
+    done = [spec for spec, _ in specs]
+    yield {
+        "basename": basename,
+        "name": "output",
+        "doc": "write manifest.json, repositories, index.json, oci-layout",
+        "actions": [(_failing_clearly(fz.write_output), [done])],
+        "file_dep": [str(fz.stamp_path(spec)) for spec in done],
+        "task_dep": [f"{basename}:image/{spec.key}" for spec in done],
+        "targets": [str(fz.config.output / name) for name in TOP_FILES],
+        "uptodate": [
+            config_changed({"images": [spec.key for spec in done]}),
+            _targets_unchanged,
+        ],
+        "clean": [fz.clean_output],
+    }
+    if fz.config.tarball:
+        tarball = fz.config.tarball
+        yield {
+            "basename": basename,
+            "name": "tarball",
+            "doc": f"pack {fz.config.output} into {tarball}, byte for byte reproducible",
+            "actions": [_failing_clearly(fz.write_tarball)],
+            "file_dep": [str(fz.config.output / name) for name in TOP_FILES]
+            + [str(fz.stamp_path(spec)) for spec in done],
+            "task_dep": [f"{basename}:output"],
+            "targets": [str(tarball), str(tarball.with_name(tarball.name + ".sha256"))],
+            "uptodate": [config_changed({"mtime": _tar_mtime()}), _targets_unchanged],
+            "clean": True,
+        }
+    if fz.lock_file:
+        yield {
+            "basename": basename,
+            "name": "lock",
+            "doc": f"write {fz.lock_file.name}: the digests every image resolved to",
+            "actions": [(_failing_clearly(fz.write_lock), [done])],
+            "file_dep": [str(fz.record_path(spec)) for spec in done],
+            "targets": [str(fz.lock_file)],
+            "uptodate": [config_changed({"images": [spec.key for spec in done]})],
+        }
+
+
 def frozen_task_creators(
     images: str | os.PathLike[str] | FrozenConfig, basename: str = "frozen"
 ) -> dict[str, Callable[[], Iterator[TaskDict]]]:
@@ -313,123 +431,15 @@ def frozen_task_creators(
                 raise InvalidDodoFile(str(exc)) from None
         return state["freezer"]
 
+    # doit reads the source of every creator (inspect.getsourcelines, to order them) at each
+    # start; tokenizing these two lines instead of the generators' hundred costs less.
     def resolve_tasks() -> Iterator[TaskDict]:
         """Resolve each image's reference to its platform manifest (network for tags only)."""
-        fz = freezer()
-        _unsynced_doit_state()
-        yield {
-            "basename": f"{basename}_resolve",
-            "name": None,
-            "doc": "resolve image references to manifests",
-        }
-        for spec in fz.config.images:
-            yield {
-                "basename": f"{basename}_resolve",
-                "name": spec.key,
-                "doc": f"resolve {spec.ref} for {spec.platform}",
-                "actions": [(_failing_clearly(fz.resolve_locked), [spec])],
-                "targets": [str(fz.record_path(spec))],
-                "uptodate": [RecordCurrent(fz, spec)],
-                "clean": True,
-            }
-        if fz.lock_file:
-            yield {
-                "basename": f"{basename}_lock",
-                "doc": f"re-resolve tags, rewrite {fz.lock_file.name}, say what moved",
-                "actions": [_failing_clearly(fz.relock)],
-                "uptodate": [False],
-            }
+        return _resolve_tasks(freezer(), basename)
 
     @create_after(executed=f"{basename}_resolve")
     def freeze_tasks() -> Iterator[TaskDict]:
         """Fetch blobs, assemble images, write the output directory."""
-        fz = freezer()
-        specs, blobs = [], {}
-        for spec in fz.config.images:
-            record = fz.read_record(spec)
-            if record is None:
-                continue  # not resolved yet (e.g. `doit list` before a first run)
-            specs.append((spec, record))
-            for desc in record_blobs(record):
-                entry = blobs.setdefault(
-                    desc["digest"], {"size": desc.get("size"), "sources": [], "images": []}
-                )
-                if record["ref"] not in entry["sources"]:
-                    entry["sources"].append(record["ref"])
-                entry["images"].append(spec.key)
-        TRACKER.plan(
-            fz.config.output,
-            [spec.key for spec, _ in specs],
-            {digest: (entry["size"], entry["images"]) for digest, entry in blobs.items()},
-        )
-        yield {
-            "basename": basename,
-            "name": None,
-            "doc": f"freeze the images into {fz.config.output}",
-        }
-        for digest, entry in blobs.items():
-            yield {
-                "basename": basename,
-                "name": f"blob/{digest[7:]}",
-                "doc": f"fetch {digest} into the cache",
-                "actions": [
-                    (_failing_clearly(fz.fetch_blob), [digest, entry["size"], entry["sources"]])
-                ],
-                "targets": [str(fz.store.path(digest))],
-                "uptodate": [_targets_unchanged],
-            }
-        for spec, record in specs:
-            yield {
-                "basename": basename,
-                "name": f"image/{spec.key}",
-                "doc": f"write {spec.key} into {fz.config.output}",
-                "actions": [(_failing_clearly(fz.assemble), [spec])],
-                "file_dep": [str(fz.record_path(spec))],
-                "task_dep": [f"{basename}:blob/{d['digest'][7:]}" for d in record_blobs(record)],
-                "targets": [str(fz.stamp_path(spec))],
-                "uptodate": [
-                    config_changed({"tags": list(spec.tags), "output": str(fz.config.output)}),
-                    OutputIntact(fz, spec),
-                ],
-            }
-        done = [spec for spec, _ in specs]
-        yield {
-            "basename": basename,
-            "name": "output",
-            "doc": "write manifest.json, repositories, index.json, oci-layout",
-            "actions": [(_failing_clearly(fz.write_output), [done])],
-            "file_dep": [str(fz.stamp_path(spec)) for spec in done],
-            "task_dep": [f"{basename}:image/{spec.key}" for spec in done],
-            "targets": [str(fz.config.output / name) for name in TOP_FILES],
-            "uptodate": [
-                config_changed({"images": [spec.key for spec in done]}),
-                _targets_unchanged,
-            ],
-            "clean": [fz.clean_output],
-        }
-        if fz.config.tarball:
-            tarball = fz.config.tarball
-            yield {
-                "basename": basename,
-                "name": "tarball",
-                "doc": f"pack {fz.config.output} into {tarball}, byte for byte reproducible",
-                "actions": [_failing_clearly(fz.write_tarball)],
-                "file_dep": [str(fz.config.output / name) for name in TOP_FILES]
-                + [str(fz.stamp_path(spec)) for spec in done],
-                "task_dep": [f"{basename}:output"],
-                "targets": [str(tarball), str(tarball.with_name(tarball.name + ".sha256"))],
-                "uptodate": [config_changed({"mtime": _tar_mtime()}), _targets_unchanged],
-                "clean": True,
-            }
-        if fz.lock_file:
-            yield {
-                "basename": basename,
-                "name": "lock",
-                "doc": f"write {fz.lock_file.name}: the digests every image resolved to",
-                "actions": [(_failing_clearly(fz.write_lock), [done])],
-                "file_dep": [str(fz.record_path(spec)) for spec in done],
-                "targets": [str(fz.lock_file)],
-                "uptodate": [config_changed({"images": [spec.key for spec in done]})],
-            }
+        return _freeze_tasks(freezer(), basename)
 
     return {f"task_{basename}_resolve": resolve_tasks, f"task_{basename}": freeze_tasks}
