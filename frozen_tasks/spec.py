@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,7 +71,7 @@ class FrozenConfig:
     source: Path | None = None
     tarball: Path | None = None
 
-    @property
+    @cached_property  # Path.resolve() is a system call per path component
     def state_dir(self) -> Path:
         """Per-output bookkeeping (resolved manifests, doit state), kept out of the output."""
         key = hashlib.sha256(str(self.output.resolve()).encode()).hexdigest()[:16]
