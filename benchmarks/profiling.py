@@ -219,7 +219,8 @@ def stream_probes(bench: Any, repeat: int = 3) -> list[dict[str, Any]]:
     target = bench.root / "probe.blob"
     probe = Path(__file__).with_name("stream_probe.py")
     py_cases = [(1 << 20, "read"), (1 << 20, "hash"), (64 << 10, "write"), (1 << 20, "write"),
-                (4 << 20, "write"), (1 << 20, "pipelined"), (4 << 20, "pipelined")]
+                (4 << 20, "write"), (1 << 20, "pipelined"), (4 << 20, "pipelined"),
+                (4 << 20, "pieces")]
     curl_cases = [("curl -o /dev/null", ["curl", "-sSf", "-o", "/dev/null", url]),
                   ("curl -o file", ["curl", "-sSf", "-o", str(target), url]),
                   ("curl | openssl dgst (streamed)",
@@ -228,7 +229,7 @@ def stream_probes(bench: Any, repeat: int = 3) -> list[dict[str, Any]]:
     for _ in range(repeat):
         for chunk, mode in py_cases:
             args = [sys.executable, str(probe), url, str(chunk), mode]
-            if mode in ("write", "pipelined", "readinto"):
+            if mode in ("write", "pipelined", "pieces", "readinto"):
                 args.append(str(target))
             r = measure.run(args, log_dir=bench.root)
             row = json.loads(r.stdout)
