@@ -14,6 +14,7 @@ delayed creator that runs once every resolve task has run (doit's ``create_after
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -266,6 +267,19 @@ def _tar_mtime() -> int:
     return default_mtime()
 
 
+def _fewer_collections() -> None:
+    """Make the cyclic garbage collector skip what start-up built.
+
+    Importing doit and requests creates a few hundred thousand long-lived objects, and the
+    collector walked them again and again (65 passes in a cold W1 run). They are frozen out of
+    its sight and the young generation is collected 14x less often. Reference counting still
+    frees everything at once; only garbage cycles wait longer. Measured on the rig (median of
+    13): cold W1 0.774 -> 0.730 s, no-op W1 0.257 -> 0.223 s.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 100)
+
+
 def _unsynced_doit_state() -> None:
     """Let doit's sqlite3 state commit without fsync (``PRAGMA synchronous=OFF``).
 
@@ -287,6 +301,7 @@ def _unsynced_doit_state() -> None:
 
 def _resolve_tasks(fz: Freezer, basename: str) -> Iterator[TaskDict]:
     """Resolve each image's reference to its platform manifest (network for tags only)."""
+    _fewer_collections()
     _unsynced_doit_state()
     yield {
         "basename": f"{basename}_resolve",
