@@ -7,6 +7,7 @@ descriptors in order, and warnings to show.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import manifest as mf
@@ -20,11 +21,16 @@ if TYPE_CHECKING:  # the wire (and requests) is imported only when something is 
 
 
 def resolve_image(
-    spec: ImageSpec, client: RegistryClient, store: Store, digest: str | None = None
+    spec: ImageSpec,
+    client: Callable[[], RegistryClient],
+    store: Store,
+    digest: str | None = None,
 ) -> dict[str, Any]:
     """Fetch (and verify) the manifests ``spec`` names; store them; return the record.
 
     ``digest`` (``sha256:``…) is fetched instead of the tag when given: the pin or the lock's.
+    ``client()`` gives the registry client; it is called only when a manifest is not in the
+    cache, so resolving from the cache never imports the network stack.
     """
     ref = spec.ref
     what = f"image {ref.familiar()} from {ref.registry}"
@@ -85,18 +91,18 @@ def resolve_image(
 
 
 def _manifest(
-    client: RegistryClient, store: Store, repo: str, reference: str, what: str
+    client: Callable[[], RegistryClient], store: Store, repo: str, reference: str, what: str
 ) -> Fetched:
     """A manifest from the cache when it is there (a file in the cache is verified content),
     else from the registry, then kept in the cache. A tag is resolved with a HEAD first."""
     cached = reference
     if not reference.startswith("sha256:"):
         # A tag: ask where it points with a HEAD; a manifest already cached is not fetched.
-        cached = client.head_manifest(repo, reference, what=what) or ""
+        cached = client().head_manifest(repo, reference, what=what) or ""
     if store.has(cached):
         content = store.read_bytes(cached)
         return Fetched(content, mf.media_type_of(content, None), cached)
-    fetched = client.get_manifest(repo, reference, what=what)
+    fetched = client().get_manifest(repo, reference, what=what)
     store.put_bytes(fetched.digest, fetched.content)
     return fetched
 

@@ -99,8 +99,10 @@ class Freezer:
 
     def resolve(self, spec: ImageSpec, digest: str | None) -> dict[str, Any]:
         """Resolve one image (by ``digest`` when given, else by tag) and save its record."""
-        client = self.pool.client(spec.ref.registry, spec.ref.api_host)
-        record = resolve_image(spec, client, self.store, digest)
+        ref = spec.ref
+        record = resolve_image(
+            spec, lambda: self.pool.client(ref.registry, ref.api_host), self.store, digest
+        )
         write_atomic(self.record_path(spec), json.dumps(record, indent=1).encode())
         return record
 

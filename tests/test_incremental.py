@@ -141,3 +141,27 @@ def test_hand_edited_manifest_json_is_rewritten(
     run = project.doit("frozen")
     assert executed(run, "frozen:") == ["frozen:output"]
     assert manifest.read_bytes() == good
+
+
+def test_new_project_on_a_full_cache_asks_no_registry(
+    registry: Registry, versions: tuple[PushedImage, PushedImage], tmp_path: Path
+) -> None:
+    """Everything pinned is in the shared cache: no request, and the network stack (requests)
+    is never imported."""
+    v1, _ = versions
+    first = _frozen(registry, v1, tmp_path / "first")
+    second = Project(tmp_path / "second")
+    second.cache = first.cache
+    second.write_images([f"{registry.host}/incr/app:v1@{v1.manifest_digest}"])
+    second.extra_env["PYTHONPROFILEIMPORTTIME"] = "1"
+    before = len(registry.request_log())
+
+    run = second.doit("frozen")
+
+    assert registry.request_log()[before:] == []
+    imported = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "frozen_tasks.tasks" in imported
+    assert not {"requests", "urllib3", "frozen_tasks.registry"} & imported
+    manifest = json.loads((second.output / "manifest.json").read_text())
+    assert manifest[0]["Config"] == f"blobs/sha256/{v1.config_digest[7:]}"
