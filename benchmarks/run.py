@@ -24,6 +24,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import measure  # noqa: E402
+import plot  # noqa: E402
 import workloads as wl  # noqa: E402
 from measure import Result, median_result  # noqa: E402
 
@@ -567,7 +568,8 @@ def main() -> int:
         print(f"total {result['elapsed_s']} s")
         if args.json:
             args.json.write_text(json.dumps(result, indent=2, default=str))
-            print(f"wrote {args.json}")
+            plot.write_svg(result, args.json.with_suffix(".svg"))
+            print(f"wrote {args.json} and {args.json.with_suffix('.svg')}")
         return 0
     finally:
         if registry:
