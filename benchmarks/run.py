@@ -456,7 +456,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="1 run of each measurement, W3 layer 128 MiB instead of 512 MiB")
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--runs", type=int, help="repetitions (default 3, 1 with --quick)")
+    parser.add_argument("--runs", type=int, help="repetitions (default 5, 1 with --quick)")
     parser.add_argument("--big-mib", type=int, help="W3 layer size in MiB")
     parser.add_argument("--no-profile", action="store_true", help="skip the profiling part")
     parser.add_argument("--limit-hasher", choices=["openssl", "sha256sum"], default="openssl",
@@ -468,7 +468,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new /tmp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args()
-    runs = args.runs or (1 if args.quick else 3)
+    runs = args.runs or (1 if args.quick else 5)
     big = (args.big_mib or (128 if args.quick else 512)) * MiB
     for tool in (wl.REGISTRY_BIN, SKOPEO):
         if not os.access(tool, os.X_OK):
