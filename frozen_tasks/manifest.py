@@ -61,11 +61,13 @@ JQ_PROGRAMS: dict[str, str] = {
 
 
 @functools.cache
-def _program(name: str) -> Any:
-    """A jq program of the table, compiled on first use (a no-op run imports no jq)."""
+def _program(name: str, want: Platform | None = None) -> Any:
+    """A jq program of the table, compiled on first use (a no-op run imports no jq); ``want``
+    is the platform ``select_platform`` looks for (its ``$want``)."""
     import jq
 
-    return jq.compile(JQ_PROGRAMS[name])
+    args = None if want is None else {"want": want.normalized()}
+    return jq.compile(JQ_PROGRAMS[name], args=args)
 
 
 def media_type_of(raw: bytes, content_type: str | None) -> str:
@@ -118,11 +120,8 @@ def check_descriptor(desc: Any, where: str) -> None:
 
 def select_platform(index: dict[str, Any], media_type: str, platform: Platform) -> dict[str, Any]:
     """The index entry for ``platform``; ManifestError listing the platforms there are if none."""
-    import jq
-
     children(index, media_type)
-    program = jq.compile(JQ_PROGRAMS["select_platform"], args={"want": platform.normalized()})
-    found = program.input_value(index).first()
+    found = _program("select_platform", platform).input_value(index).first()
     if found is None:
         available = _program("platforms").input_value(index).first()
         raise ManifestError(
