@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import DigestMismatchError, ManifestError
+from .output.files import _temp_beside
 from .reference import DIGEST
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _verified_marker(path: Path) -> Path:
 def _remember_verified(path: Path) -> None:
     """Record the stat a blob had when its digest was checked (beside it, as a dotfile)."""
     marker = _verified_marker(path)
-    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp = _temp_beside(marker)
     tmp.write_text(json.dumps(file_stat(path)))
     os.replace(tmp, marker)
 
@@ -250,7 +251,7 @@ class Store:
         if actual != digest:
             raise DigestMismatchError(f"blob {digest}: content hashes to {actual}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp = _temp_beside(path)
         try:
             tmp.write_bytes(data)
             _link_into_place(tmp, path)
